@@ -1,0 +1,61 @@
+"""The ``edgekd`` command line: one typer sub-app per pipeline stage, each a thin layer over :mod:`edgekd.api`.
+
+Errors are translated in one place (:func:`main`): an :class:`~edgekd.errors.EdgekdError` becomes one
+stderr line and its exit code; nothing else is caught, so real bugs still show their traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from edgekd.errors import EdgekdError
+
+app = typer.Typer(
+    name="edgekd",
+    help="Learn compact CNNs by distillation, compile them with TVM, measure them on edge boards.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    # Explicit registration (no import side effects): each module exposes `register(app)`.
+    from edgekd.cli import compile_cmd, device_cmd, recipes_cmd, train_cmd
+
+    for module in (recipes_cmd, train_cmd, compile_cmd, device_cmd):
+        module.register(app)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (tests call this directly)."""
+    try:
+        app(args=argv, prog_name="edgekd", standalone_mode=False)
+    except EdgekdError as err:
+        print(f"edgekd: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except typer.Exit as exit_:
+        return exit_.exit_code
+    except KeyboardInterrupt:
+        print("edgekd: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # click usage errors come through here in non-standalone mode
+        import click
+
+        if isinstance(err, click.exceptions.ClickException):
+            err.show()
+            return err.exit_code
+        if isinstance(err, click.exceptions.Abort):
+            return 1
+        raise
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Validated configuration: recipes (what to compress), targets (where it runs), devices (which board)."""

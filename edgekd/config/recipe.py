@@ -1,0 +1,284 @@
+"""Recipes: a validated description of one compression job (model, data, schedules, distillation,
+structure budgets).
+
+Resolution order, lowest to highest precedence:
+
+1. the recipe file (``recipes/NAME.yaml``, ``$EDGEKD_CONFIG_DIR/recipes/NAME.yaml``, or a path);
+2. ``EDGEKD_DATA`` (environment) sets ``data.root``;
+3. ``--data DIR`` sets ``data.root``;
+4. ``--set dotted.key=value`` overrides, applied in order (values parsed as YAML scalars).
+
+Every failure is a one-line :class:`~edgekd.errors.ConfigError` naming file, dotted field, value and
+what is accepted.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from edgekd.config.loading import load_yaml, resolve_named, validate
+from edgekd.errors import ConfigError
+from edgekd.paths import config_dir, project_root
+
+_SI = {"": 1, "k": 1e3, "K": 1e3, "m": 1e6, "M": 1e6, "g": 1e9, "G": 1e9}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSpec(Strict):
+    name: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        from edgekd.models import model_info
+
+        try:
+            model_info(name)
+        except ConfigError as err:
+            raise ValueError(str(err).split(": ", 1)[-1]) from None
+        return name
+
+
+class DataConfig(Strict):
+    dataset: Literal["cifar10", "cifar100", "imagefolder", "shapes"] = "cifar10"
+    root: str | None = None
+    download: bool = False  # torchvision download path, for users with network access
+    val_size: int = Field(5000, ge=0)  # images split off the training set for model selection
+    train_subset: int | None = Field(None, ge=1)  # use only the first N training images (CPU-scale runs)
+    test_subset: int | None = Field(None, ge=1)
+    batch_size: int = Field(128, ge=1)
+    workers: int = Field(2, ge=0)
+    augment: bool = True
+    image_size: int = Field(32, ge=8)
+    num_classes: int | None = Field(None, ge=2)  # imagefolder: inferred when omitted
+
+
+class TrainingConfig(Strict):
+    epochs: int = Field(200, ge=0)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True
+    weight_decay: float = Field(5e-4, ge=0)
+    schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    amp: bool = True  # used on CUDA only
+    channels_last: bool = True
+    max_steps_per_epoch: int | None = Field(None, ge=1)  # CPU-scale runs; None = full epoch
+
+
+class HintPair(Strict):
+    student: str  # module name in the student
+    teacher: str  # module name in the teacher
+
+
+class DistillConfig(Strict):
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.9, ge=0, le=1)  # weight of the KD term; (1 - alpha) on cross-entropy
+    hints: list[HintPair] = Field(default_factory=list)
+    hint_weight: float = Field(0.0, ge=0)  # beta for the FitNets MSE
+
+
+class TeacherConfig(Strict):
+    model: ModelSpec
+    checkpoint: str | None = None  # a run directory or model.pt; trained with `training` when absent
+
+
+class StudentConfig(Strict):
+    model: ModelSpec | None = None  # distill: the student architecture (e.g. narrower width)
+    init: Literal["scratch", "teacher"] = "scratch"
+
+
+def parse_amount(value: Any) -> float:
+    """'12M' → 12e6, '300k' → 3e5, 0.5 → 0.5 (a fraction), 1.2e7 → 1.2e7."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number such as 0.5 (fraction) or '12M' / '300k' (absolute)")
+    if isinstance(value, int | float):
+        amount = float(value)
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKmMgG]?)\s*", str(value))
+        if not match:
+            raise ValueError("expected a number such as 0.5 (fraction) or '12M' / '300k' (absolute)")
+        amount = float(match.group(1)) * _SI[match.group(2)]
+    if amount <= 0:
+        raise ValueError("a budget must be positive")
+    return amount
+
+
+class BlockBudget(Strict):
+    """One recipe block: the modules it owns and its budget (fractions ≤ 1 are relative to the dense block)."""
+
+    name: str
+    modules: list[str] = Field(min_length=1)  # module-name prefixes or fnmatch patterns
+    flops: float | None = None
+    params: float | None = None
+    frozen: bool = False
+
+    @field_validator("flops", "params", mode="before")
+    @classmethod
+    def _amount(cls, value: Any) -> float | None:
+        return None if value is None else parse_amount(value)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> BlockBudget:
+        if self.frozen and (self.flops is not None or self.params is not None):
+            raise ValueError(f"block {self.name!r}: a frozen block takes no budget")
+        if not self.frozen and self.flops is None and self.params is None:
+            raise ValueError(f"block {self.name!r}: give flops, params, or frozen: true")
+        return self
+
+
+class GlobalBudget(Strict):
+    flops: float | None = None
+    params: float | None = None
+
+    @field_validator("flops", "params", mode="before")
+    @classmethod
+    def _amount(cls, value: Any) -> float | None:
+        return None if value is None else parse_amount(value)
+
+
+class PhaseConfig(Strict):
+    """A structure-learning or finetuning phase; unset fields inherit from ``training``."""
+
+    epochs: int = Field(10, ge=0)
+    lr: float | None = Field(None, gt=0)
+    schedule: Literal["cosine", "onecycle", "constant"] | None = None
+    max_steps_per_epoch: int | None = Field(None, ge=1)
+
+
+class StructureConfig(Strict):
+    cost: Literal["flops", "params", "latency"] = "flops"
+    threshold: float = Field(1e-2, gt=0)  # one alive threshold tau for the whole network
+    blocks: list[BlockBudget] = Field(default_factory=list)
+    global_budget: GlobalBudget | None = Field(None, alias="global")
+    default: Literal["frozen", "free"] = "frozen"  # ops no block covers
+    lambda_init: float | None = Field(None, gt=0)  # default 1 / initial regularizer value
+    lambda_rate: float = Field(0.5, gt=0)  # eta of the multiplicative lambda controller
+    update_every: int = Field(10, ge=1)  # optimizer steps between lambda updates
+    round_to: int = Field(1, ge=1)  # channel counts rounded up to a multiple (e.g. 8)
+    learn: PhaseConfig = Field(default_factory=lambda: PhaseConfig(epochs=10, schedule="constant"))
+    finetune: PhaseConfig = Field(default_factory=lambda: PhaseConfig(epochs=10))
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _budgets(self) -> StructureConfig:
+        names = [b.name for b in self.blocks]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate block names: {', '.join(duplicates)}")
+        if self.blocks and self.global_budget is not None:
+            raise ValueError("give either per-block budgets (blocks) or a global budget, not both")
+        return self
+
+
+class Recipe(Strict):
+    name: str
+    description: str = ""
+    seed: int = 0
+    teacher: TeacherConfig
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    structure: StructureConfig | None = None
+    source: str = Field("<memory>", exclude=True)  # where it was loaded from, for messages
+
+    def dump(self) -> dict[str, Any]:
+        """The resolved recipe as plain data (stored in run directories and checkpoints)."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def recipe_dirs() -> list[Path]:
+    """User recipes first, then the ones shipped with edgekd."""
+    return [config_dir() / "recipes", project_root() / "recipes"]
+
+
+def list_recipes() -> list[Path]:
+    seen: dict[str, Path] = {}
+    for directory in recipe_dirs():
+        for path in sorted(directory.glob("*.yaml")) if directory.is_dir() else []:
+            seen.setdefault(path.stem, path)
+    return [seen[name] for name in sorted(seen)]
+
+
+def load_recipe(
+    name_or_path: str | Path,
+    overrides: list[str] | None = None,
+    data_root: str | None = None,
+) -> Recipe:
+    """Resolve, merge (file → EDGEKD_DATA → ``data_root`` → ``overrides``) and validate a recipe."""
+    path = resolve_named(str(name_or_path), recipe_dirs(), "recipe")
+    raw = load_yaml(path)
+    raw.setdefault("name", path.stem)
+    env_root = os.environ.get("EDGEKD_DATA")
+    for root in (env_root, data_root):
+        if root:
+            raw.setdefault("data", {})["root"] = str(root)
+    for override in overrides or []:
+        apply_override(raw, override, str(path))
+    recipe = validate(Recipe, raw, str(path))
+    recipe.source = str(path)
+    return recipe
+
+
+def apply_override(raw: dict[str, Any], override: str, source: str) -> None:
+    """Apply one ``dotted.key=value`` override in place; unknown keys are rejected against the schema."""
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"{source}: --set {override!r}: expected dotted.key=value, e.g. training.epochs=1")
+    parts = key.strip().split(".")
+    _check_known_path(parts, source, text)
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        value = text
+    node = raw
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {} if child is None else copy.deepcopy(child)
+            if not isinstance(child, dict):
+                raise ConfigError(f"{source}: {key}={text!r}: {part} is not a section")
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _check_known_path(parts: list[str], source: str, text: str) -> None:
+    """Refuse override keys that no schema field matches (a typo must not pass silently)."""
+    model: Any = Recipe
+    for depth, part in enumerate(parts):
+        fields = getattr(model, "model_fields", None)
+        if fields is None:
+            return  # a free-form mapping (model kwargs): anything goes below it
+        aliases = {f.alias: n for n, f in fields.items() if f.alias}
+        name = aliases.get(part, part)
+        if name not in fields or name == "source":
+            dotted = ".".join(parts)
+            accepted = ", ".join(sorted(n for n in fields if n != "source"))
+            raise ConfigError(f"{source}: --set {dotted}={text!r}: unknown field {'.'.join(parts[: depth + 1])!r}; "
+                              f"accepted there: {accepted}")
+        model = _model_of(fields[name].annotation)
+
+
+def _model_of(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None  # dict / list / scalar
