@@ -1,0 +1,479 @@
+"""A fabric-style, lazily opened SSH connection over paramiko.
+
+Settings are resolved once, in the constructor, in one order: explicit arguments (or the
+``user@host:port`` shorthand; giving both is refused) > the host's ``~/.ssh/config`` entry
+(``HostName``, ``Port``, ``User``, ``IdentityFile``, ``ProxyJump``; the path is injectable) > defaults.
+``ProxyJump`` becomes a chain of nested :class:`Connection` gateways reached over ``direct-tcpip``.
+
+Security: host keys are checked against edgekd's own known_hosts file with paramiko's
+``RejectPolicy``; unknown or changed keys are refused until ``edgekd device trust NAME`` records
+them. Authentication uses the key file, ``IdentityFile`` entries and ssh-agent — never passwords.
+Every remote command is built from a list and each word is ``shlex.quote``'d.
+
+Failures become one-line :class:`~edgekd.errors.DeviceError` s that say what to do.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import getpass
+import hashlib
+import os
+import select
+import shlex
+import socket
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+
+from edgekd.atomic import atomic_write_text
+from edgekd.errors import ConfigError, DeviceError
+
+DEFAULT_SSH_CONFIG = Path("~/.ssh/config")  # tests redirect this (autouse fixture)
+KILL_GRACE_S = 2  # remote `timeout -k`: seconds between TERM and KILL
+
+
+@dataclass(frozen=True)
+class Result:
+    """A finished command: exit code, captured output, wall seconds and whether it was killed at its timeout."""
+
+    command: str
+    exit_code: int
+    stdout: str
+    stderr: str
+    seconds: float
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+    def last_error_line(self) -> str:
+        """The last non-empty stderr line (what a one-line error should show)."""
+        lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
+        return lines[-1] if lines else "(no stderr)"
+
+
+def build_command(
+    cmd: Sequence[str],
+    *,
+    cwd: str | None = None,
+    env: Mapping[str, str] | None = None,
+    prefix: Sequence[str] = (),
+    timeout: float | None = None,
+) -> str:
+    """One POSIX shell line from a word list; every word (including cwd and env values) is quoted.
+
+    The command is wrapped as ``[cd CWD &&] exec [timeout -k G T] [env K=V ...] [PREFIX ...] CMD ...``
+    so a hung program is killed on the board at its timeout, not only abandoned by the host.
+    """
+    if not cmd:
+        raise ValueError("empty command")
+    words: list[str] = []
+    if timeout is not None:
+        words += ["timeout", "-k", str(KILL_GRACE_S), f"{max(timeout, 0.1):g}"]
+    if env:
+        for key in env:
+            if not key.isidentifier():
+                raise ValueError(f"bad environment variable name {key!r}")
+        words += ["env", *[f"{key}={value}" for key, value in env.items()]]
+    words += [*prefix, *cmd]
+    line = "exec " + " ".join(shlex.quote(str(word)) for word in words)
+    return f"cd {shlex.quote(cwd)} && {line}" if cwd else line
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH-style ``SHA256:...`` fingerprint of a host key."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def known_hosts_entry(hostname: str, port: int) -> str:
+    """The known_hosts host field: ``host`` for port 22, ``[host]:port`` otherwise."""
+    return hostname if port == 22 else f"[{hostname}]:{port}"
+
+
+def parse_target(text: str) -> tuple[str | None, str, int | None]:
+    """Split ``[user@]host[:port]`` into its parts."""
+    user, _, rest = text.rpartition("@")
+    host, port = rest, None
+    if rest.count(":") == 1:
+        host, _, port_text = rest.partition(":")
+        if not port_text.isdigit():
+            raise ConfigError(f"{text!r}: port must be a number")
+        port = int(port_text)
+    return (user or None), host, port
+
+
+class RemoteProcess:
+    """A command left running on a channel (e.g. a power sampler); :meth:`stop` returns its stdout."""
+
+    def __init__(self, channel: paramiko.Channel) -> None:
+        self._channel = channel
+        self._chunks: list[bytes] = []
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        while True:
+            try:
+                data = self._channel.recv(65536)
+            except (OSError, EOFError, paramiko.SSHException):
+                return
+            if not data:
+                return
+            self._chunks.append(data)
+
+    def peek(self) -> str:
+        """What the command printed so far."""
+        return b"".join(self._chunks).decode(errors="replace")
+
+    def finished(self) -> bool:
+        """True once the command's output ended (it exited or the channel closed)."""
+        return not self._thread.is_alive()
+
+    def stop(self) -> str:
+        """Close the channel (the remote loop dies of SIGPIPE on its next write) and return the output."""
+        self._channel.close()
+        self._thread.join(timeout=5)
+        return b"".join(self._chunks).decode(errors="replace")
+
+
+class Connection:
+    """A lazily opened SSH connection; use as a context manager or call :meth:`open`/:meth:`close`.
+
+    Args:
+        host: ``~/.ssh/config`` alias or address, optionally ``user@host:port``.
+        user, port, key_filename: explicit settings (beat ssh_config).
+        known_hosts: edgekd's known_hosts file (host keys are checked against it only).
+        ssh_config_path: ssh_config to read (default ``~/.ssh/config``; missing file = none).
+        gateway: a Connection to tunnel through (overrides ``ProxyJump``).
+        connect_timeout: TCP connect, banner and auth timeout in seconds.
+        keepalive: seconds between keepalive packets (0 disables).
+        exec_prefix: words put before commands run with ``prefixed=True`` (e.g. qemu-user).
+        name: the device name used in messages (``edgekd device trust NAME``).
+
+    Raises:
+        ConfigError: conflicting shorthand/explicit settings or a ProxyJump through itself.
+    """
+
+    is_local = False
+
+    def __init__(
+        self,
+        host: str,
+        *,
+        user: str | None = None,
+        port: int | None = None,
+        key_filename: str | os.PathLike | None = None,
+        known_hosts: str | os.PathLike | None = None,
+        ssh_config_path: str | os.PathLike | None = None,
+        gateway: Connection | None = None,
+        connect_timeout: float = 10.0,
+        keepalive: int = 15,
+        exec_prefix: Sequence[str] = (),
+        name: str | None = None,
+    ) -> None:
+        short_user, alias, short_port = parse_target(host)
+        if (short_user and user) or (short_port and port):
+            raise ConfigError(f"{host!r}: user/port given both in the shorthand and explicitly")
+        self.alias = alias
+        self.name = name or alias
+        self.ssh_config_path = Path(ssh_config_path or DEFAULT_SSH_CONFIG).expanduser()
+        entry = self._ssh_config_entry(alias)
+        self.hostname: str = entry.get("hostname", alias)
+        self.port: int = int(short_port or port or entry.get("port", 22))
+        self.user: str = short_user or user or entry.get("user") or getpass.getuser()
+        explicit_key = [str(Path(key_filename).expanduser())] if key_filename else []
+        self.key_filenames = explicit_key or [str(Path(k).expanduser()) for k in entry.get("identityfile", [])]
+        self.known_hosts = Path(known_hosts).expanduser() if known_hosts else None
+        self.connect_timeout = connect_timeout
+        self.keepalive = keepalive
+        self.exec_prefix = list(exec_prefix)
+        self.gateway = gateway or self._gateway_from(entry.get("proxyjump"))
+        self.client: paramiko.SSHClient | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+
+    # ---------------------------------------------------------------- settings
+    def _ssh_config_entry(self, alias: str) -> dict:
+        if not self.ssh_config_path.is_file():
+            return {}
+        try:
+            return dict(paramiko.SSHConfig.from_path(str(self.ssh_config_path)).lookup(alias))
+        except (OSError, paramiko.SSHException, ValueError) as err:
+            raise ConfigError(f"{self.ssh_config_path}: cannot read ssh_config: {err}") from None
+
+    def _gateway_from(self, proxyjump: str | None) -> Connection | None:
+        if not proxyjump or proxyjump.strip().lower() == "none":
+            return None
+        gateway: Connection | None = None
+        for hop in (part.strip() for part in proxyjump.split(",") if part.strip()):
+            gateway = Connection(
+                hop,
+                known_hosts=self.known_hosts,
+                ssh_config_path=self.ssh_config_path,
+                gateway=gateway,
+                connect_timeout=self.connect_timeout,
+                keepalive=self.keepalive,
+                name=self.name,
+            )
+            if (gateway.hostname, gateway.port) == (self.hostname, self.port):
+                raise ConfigError(f"{self.alias}: ProxyJump {proxyjump!r} points at the host itself")
+        return gateway
+
+    @property
+    def label(self) -> str:
+        """``user@hostname:port`` for messages."""
+        return f"{self.user}@{self.hostname}:{self.port}"
+
+    # ---------------------------------------------------------------- lifecycle
+    @property
+    def is_connected(self) -> bool:
+        transport = self.client.get_transport() if self.client else None
+        return bool(transport and transport.is_active())
+
+    def open(self) -> Connection:
+        """Connect and authenticate (no-op when connected).
+
+        Raises:
+            DeviceError: unknown or changed host key, authentication failure, unreachable host.
+        """
+        if self.is_connected:
+            return self
+        client = paramiko.SSHClient()
+        if self.known_hosts and self.known_hosts.is_file():
+            client.load_host_keys(str(self.known_hosts))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        try:
+            sock = self._open_gateway() or self._open_socket()
+            client.connect(
+                self.hostname,
+                port=self.port,
+                username=self.user,
+                key_filename=self.key_filenames or None,
+                look_for_keys=not self.key_filenames,
+                allow_agent=True,
+                timeout=self.connect_timeout,
+                banner_timeout=self.connect_timeout,
+                auth_timeout=self.connect_timeout,
+                channel_timeout=self.connect_timeout,
+                sock=sock,
+            )
+        except DeviceError:
+            client.close()
+            raise
+        except Exception as err:  # paramiko raises many types; each becomes one line
+            client.close()
+            raise self._connect_error(err) from None
+        transport = client.get_transport()
+        if transport and self.keepalive:
+            transport.set_keepalive(self.keepalive)
+        self.client = client
+        return self
+
+    def _open_socket(self) -> socket.socket:
+        """A TCP socket with Nagle off (each command is a few small packets: saves ~40 ms a round trip)."""
+        sock = socket.create_connection((self.hostname, self.port), timeout=self.connect_timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    def _open_gateway(self) -> paramiko.Channel | None:
+        if self.gateway is None:
+            return None
+        self.gateway.open()
+        transport = self.gateway.client.get_transport()
+        try:
+            return transport.open_channel(
+                "direct-tcpip", (self.hostname, self.port), ("127.0.0.1", 0), timeout=self.connect_timeout
+            )
+        except (paramiko.SSHException, OSError) as err:
+            raise DeviceError(
+                f"cannot reach {self.hostname}:{self.port} through {self.gateway.label}: {err or type(err).__name__}"
+            ) from None
+
+    def _connect_error(self, err: Exception) -> DeviceError:
+        trust = f"run `edgekd device trust {self.name}`"
+        if isinstance(err, paramiko.BadHostKeyException):
+            return DeviceError(
+                f"host key for {self.label} has CHANGED (board sent {fingerprint(err.key)}, "
+                f"{self.known_hosts} has {fingerprint(err.expected_key)}); this may be an attack; "
+                f"if the board was reinstalled, check the new key and {trust}"
+            )
+        if isinstance(err, paramiko.AuthenticationException):
+            keys = ", ".join(self.key_filenames) or "default keys"
+            return DeviceError(
+                f"authentication failed for {self.label} (tried {keys} and ssh-agent); "
+                "check the device's --key and the board's authorized_keys"
+            )
+        if isinstance(err, paramiko.SSHException) and "not found in known_hosts" in str(err):
+            return DeviceError(
+                f"unknown host key for {self.label} (not in {self.known_hosts}); "
+                f"check the board's fingerprint and {trust}"
+            )
+        if isinstance(err, (OSError, socket.timeout, paramiko.ssh_exception.NoValidConnectionsError)):
+            reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
+            return DeviceError(f"cannot reach {self.label}: {reason}; check that the board is up and sshd runs")
+        return DeviceError(f"SSH to {self.label} failed: {err or type(err).__name__}")
+
+    def close(self) -> None:
+        """Close SFTP, the connection and any gateway."""
+        if self._sftp is not None:
+            with contextlib.suppress(Exception):
+                self._sftp.close()
+            self._sftp = None
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.gateway is not None:
+            self.gateway.close()
+
+    def __enter__(self) -> Connection:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- commands
+    def run(
+        self,
+        cmd: Sequence[str],
+        *,
+        timeout: float | None = 60.0,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        prefixed: bool = False,
+    ) -> Result:
+        """Run a command (a word list, quoted here) and wait; never raises for a non-zero exit.
+
+        Args:
+            cmd: program and arguments.
+            timeout: seconds; the board kills the command (``timeout -k``) and the host stops waiting
+                shortly after. ``None`` = no limit.
+            cwd: directory on the board.
+            env: extra environment variables.
+            prefixed: put the device's exec prefix (e.g. qemu-user) before ``cmd``.
+
+        Raises:
+            DeviceError: the connection failed or dropped.
+        """
+        self.open()
+        line = build_command(cmd, cwd=cwd, env=env, prefix=self.exec_prefix if prefixed else (), timeout=timeout)
+        start = time.perf_counter()
+        try:
+            channel = self.client.get_transport().open_session(timeout=self.connect_timeout)
+            channel.exec_command(line)
+            out, err, code, abandoned = _collect(channel, None if timeout is None else timeout + KILL_GRACE_S + 3)
+        except (paramiko.SSHException, OSError, EOFError) as error:
+            raise DeviceError(f"connection to {self.label} lost while running {cmd[0]}: {error}") from None
+        seconds = time.perf_counter() - start
+        timed_out = abandoned or (timeout is not None and code in (124, 137))
+        return Result(line, code, out, err, seconds, timed_out)
+
+    def check(self, cmd: Sequence[str], *, what: str, **kwargs) -> Result:
+        """:meth:`run` that turns a failure into ``DeviceError("<what> failed on <label>: <stderr>")``."""
+        result = self.run(cmd, **kwargs)
+        if not result.ok:
+            reason = "timed out" if result.timed_out else f"exit {result.exit_code}: {result.last_error_line()}"
+            raise DeviceError(f"{what} failed on {self.label} ({reason})")
+        return result
+
+    def spawn(self, cmd: Sequence[str]) -> RemoteProcess:
+        """Start a command on a second channel of this connection and return without waiting."""
+        self.open()
+        channel = self.client.get_transport().open_session(timeout=self.connect_timeout)
+        channel.exec_command(build_command(cmd))
+        return RemoteProcess(channel)
+
+    # ---------------------------------------------------------------- files
+    @property
+    def sftp(self) -> paramiko.SFTPClient:
+        """The (lazily opened) SFTP session."""
+        self.open()
+        if self._sftp is None:
+            self._sftp = self.client.open_sftp()
+        return self._sftp
+
+    def put(self, local: str | os.PathLike, remote: str) -> None:
+        """Upload a file (SFTP; the size is confirmed)."""
+        try:
+            self.sftp.put(str(local), remote, confirm=True)
+        except (OSError, paramiko.SSHException, EOFError) as err:
+            raise DeviceError(f"upload of {Path(local).name} to {self.label}:{remote} failed: {err}") from None
+
+    def get(self, remote: str, local: str | os.PathLike) -> None:
+        """Download a file (SFTP)."""
+        try:
+            self.sftp.get(remote, str(local))
+        except (OSError, paramiko.SSHException, EOFError) as err:
+            raise DeviceError(f"download of {self.label}:{remote} failed: {err}") from None
+
+    # ---------------------------------------------------------------- host keys
+    def fetch_host_key(self) -> paramiko.PKey:
+        """The key the server presents (no authentication, nothing recorded).
+
+        Raises:
+            DeviceError: unreachable host or no SSH server.
+        """
+        sock = None
+        try:
+            sock = self._open_gateway() or self._open_socket()
+            transport = paramiko.Transport(sock)
+            try:
+                transport.start_client(timeout=self.connect_timeout)
+                return transport.get_remote_server_key()
+            finally:
+                transport.close()
+        except DeviceError:
+            raise
+        except Exception as err:
+            raise self._connect_error(err) from None
+
+    def record_host_key(self, key: paramiko.PKey) -> Path:
+        """Replace this host's entries in the edgekd known_hosts file with ``key`` (atomic write)."""
+        if self.known_hosts is None:
+            raise ConfigError("no known_hosts file configured")
+        host_keys = paramiko.HostKeys()
+        if self.known_hosts.is_file():
+            host_keys.load(str(self.known_hosts))
+        entry = known_hosts_entry(self.hostname, self.port)
+        lines = [
+            f"{name} {kt} {k.get_base64()}"
+            for name in host_keys
+            if name != entry
+            for kt, k in host_keys[name].items()
+        ]
+        lines.append(f"{entry} {key.get_name()} {key.get_base64()}")
+        atomic_write_text(self.known_hosts, "\n".join(lines) + "\n")
+        return self.known_hosts
+
+
+def _collect(channel: paramiko.Channel, deadline_s: float | None) -> tuple[str, str, int, bool]:
+    """Read stdout/stderr until exit (or the deadline: then close the channel and report abandoned)."""
+    out, err = bytearray(), bytearray()
+    end = None if deadline_s is None else time.monotonic() + deadline_s
+    while True:
+        while channel.recv_ready():
+            out += channel.recv(65536)
+        while channel.recv_stderr_ready():
+            err += channel.recv_stderr(65536)
+        if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+            break
+        if not channel.exit_status_ready() and (channel.closed or not channel.get_transport().is_active()):
+            raise EOFError("channel closed before the command exited")
+        if end is not None and time.monotonic() > end:
+            channel.close()
+            return out.decode(errors="replace"), err.decode(errors="replace"), -1, True
+        select.select([channel], [], [], 0.01)
+    code = channel.recv_exit_status()
+    # drain what arrived with the exit status
+    while channel.recv_ready():
+        out += channel.recv(65536)
+    while channel.recv_stderr_ready():
+        err += channel.recv_stderr(65536)
+    channel.close()
+    return out.decode(errors="replace"), err.decode(errors="replace"), code, False

@@ -1,0 +1,102 @@
+"""Fixtures for real-network tests: loopback sshd boards (x86_64 and qemu-user aarch64) and a fake
+power sensor. Everything is real except the sensor's hardware.
+
+Reusable fixtures:
+    user_key        session ed25519 user key (Path; ``.pub`` beside it)
+    sshd            session sshd on 127.0.0.1:<port> (boards.Sshd)
+    fresh_sshd      a function-scoped sshd that a test may kill
+    known_hosts     a pinned edgekd known_hosts file holding ``sshd``'s key
+    x86_board       Device for ``sshd`` (target host, cache in tmp_path)
+    arm_board       Device for ``sshd`` with exec prefix ``qemu-aarch64 -L /usr/aarch64-linux-gnu``
+    make_device     factory: make_device(sshd, **fields) -> Device
+    fake_sensor     FakeSensor (1200 mW idle, 3400 mW while ``edgekd-runner`` runs)
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from boards import FakeSensor, Sshd, keygen
+
+from edgekd.config.devices import Device
+from edgekd.device import ssh
+
+QEMU_PREFIX = ["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"]
+
+needs_sshd = pytest.mark.skipif(not shutil.which("ssh-keygen") or not shutil.os.path.exists(
+    "/usr/sbin/sshd"), reason="openssh-server not installed")
+needs_qemu = pytest.mark.skipif(not shutil.which("qemu-aarch64"), reason="qemu-user not installed")
+
+
+@pytest.fixture(autouse=True)
+def _isolate(tmp_path, monkeypatch):
+    """Never read the real ~/.ssh/config, the user's devices or an ssh-agent."""
+    monkeypatch.setattr(ssh, "DEFAULT_SSH_CONFIG", tmp_path / "no-ssh-config")
+    monkeypatch.setenv("EDGEKD_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("EDGEKD_DEVICES", str(tmp_path / "config" / "devices.yaml"))
+    monkeypatch.setenv("EDGEKD_RESULTS", str(tmp_path / "results.jsonl"))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+
+
+@pytest.fixture(scope="session")
+def user_key(tmp_path_factory):
+    return keygen(tmp_path_factory.mktemp("userkey") / "id_ed25519")
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory, user_key):
+    if not shutil.os.path.exists("/usr/sbin/sshd"):
+        pytest.skip("openssh-server not installed")
+    server = Sshd(tmp_path_factory.mktemp("sshd"), user_key).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fresh_sshd(tmp_path, user_key):
+    server = Sshd(tmp_path / "sshd", user_key).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_device(tmp_path, user_key):
+    def make(server: Sshd, name: str = "board", **fields) -> Device:
+        known = tmp_path / f"known_hosts-{server.port}"
+        if not known.exists():
+            known.write_text(server.known_hosts_line())
+        values = dict(
+            name=name, target="host", host="127.0.0.1", port=server.port, user="root", key=user_key,
+            known_hosts=known, cache_dir=str(tmp_path / f"board-cache-{name}"),
+        )
+        values.update(fields)
+        return Device(**values)
+
+    return make
+
+
+@pytest.fixture
+def known_hosts(tmp_path, sshd):
+    path = tmp_path / "known_hosts"
+    path.write_text(sshd.known_hosts_line())
+    return path
+
+
+@pytest.fixture
+def x86_board(make_device, sshd):
+    return make_device(sshd, "x86")
+
+
+@pytest.fixture
+def arm_board(make_device, sshd):
+    if not shutil.which("qemu-aarch64"):
+        pytest.skip("qemu-user not installed")
+    return make_device(sshd, "arm", target="aarch64-generic", exec_prefix=QEMU_PREFIX, emulated=True)
+
+
+@pytest.fixture
+def fake_sensor(tmp_path):
+    sensor = FakeSensor(tmp_path / "ina3221x" / "iio:device1").start()
+    yield sensor
+    sensor.stop()
