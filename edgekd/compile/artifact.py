@@ -1,0 +1,164 @@
+"""The compiled artifact directory and its ``manifest.json`` (contract: docs/artifacts.md).
+
+Input: a staging directory filled by the compile stage plus the manifest fields. Output: the artifact
+directory, published atomically (staged in a hidden sibling, then renamed over the old one), whose
+manifest lists the sha256 of every file. :func:`read_manifest` and :func:`verify_artifact` are what
+consumers (the device stage) use; they never guess from file names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edgekd.atomic import atomic_write_json, sha256_file
+from edgekd.errors import CheckpointError
+
+__all__ = [
+    "SCHEMA_VERSION", "MANIFEST_NAME", "Manifest", "ModelInfo", "TargetInfo", "TensorInfo", "TuningInfo",
+    "staging_dir", "hash_files", "read_manifest", "verify_artifact", "utc_now",
+]
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelInfo(_Record):
+    name: str
+    source: str
+    sha256: str | None = None
+
+
+class TargetInfo(_Record):
+    name: str
+    arch: str
+    glibc_floor: str | None
+    tvm_target: dict[str, Any]
+
+
+class TensorInfo(_Record):
+    shape: list[int]
+    dtype: str = "float32"
+    file: str
+    name: str | None = None
+
+
+class TuningInfo(_Record):
+    trials: int = 0
+    database: str | None = None
+    seconds: float = 0.0
+    tasks: int = 0
+    tasks_tuned: int = 0
+    tasks_reused: int = 0
+
+
+class Manifest(_Record):
+    """``manifest.json``; every path is relative to the artifact directory."""
+
+    schema_version: int = SCHEMA_VERSION
+    model: ModelInfo
+    target: TargetInfo
+    input: TensorInfo
+    output: TensorInfo
+    library: str = "model.so"
+    runner: str | None = "edgekd-runner"
+    runtime_libs: list[str] = Field(default_factory=list)
+    onnx: str | None = "model.onnx"
+    versions: dict[str, str]
+    tuned: bool = False
+    tuning: TuningInfo = Field(default_factory=TuningInfo)
+    files: dict[str, str] = Field(default_factory=dict)
+    created: str
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def hash_files(directory: Path) -> dict[str, str]:
+    """sha256 of every regular file under ``directory`` except the manifest, by relative POSIX path."""
+    hashes = {}
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and path.name != MANIFEST_NAME:
+            hashes[path.relative_to(directory).as_posix()] = sha256_file(path)
+    return hashes
+
+
+@contextmanager
+def staging_dir(final: Path) -> Iterator[Path]:
+    """Yield an empty staging directory next to ``final``; on success it replaces ``final`` atomically.
+
+    The old artifact (if any) stays intact until the new one is complete; on error the staging
+    directory is removed and ``final`` is untouched.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.staging-", dir=final.parent))
+    try:
+        yield staging
+        old = None
+        if final.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+            os.replace(final, old / "artifact")
+        os.replace(staging, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_manifest(directory: Path, manifest: Manifest) -> Manifest:
+    """Fill ``files`` with the hash of every file in ``directory`` and write ``manifest.json``."""
+    manifest = manifest.model_copy(update={"files": hash_files(directory)})
+    atomic_write_json(directory / MANIFEST_NAME, manifest.model_dump(mode="json"))
+    return manifest
+
+
+def read_manifest(artifact: str | Path) -> Manifest:
+    """Parse ``<artifact>/manifest.json``.
+
+    Raises:
+        CheckpointError: missing, unreadable, or not a manifest of this schema version.
+    """
+    path = Path(artifact) / MANIFEST_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{artifact}: no {MANIFEST_NAME}; is this an artifact from 'edgekd compile'?")
+    try:
+        data = json.loads(path.read_text())
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise CheckpointError(
+                f"{path}: schema_version={data.get('schema_version')!r}: expected {SCHEMA_VERSION}; recompile"
+            )
+        return Manifest.model_validate(data)
+    except (json.JSONDecodeError, ValidationError, AttributeError) as err:
+        raise CheckpointError(f"{path}: not a valid manifest ({type(err).__name__}); recompile") from None
+
+
+def verify_artifact(artifact: str | Path) -> Manifest:
+    """Read the manifest and check every listed file's sha256 (and that no listed file is missing).
+
+    Raises:
+        CheckpointError: naming the first missing or modified file.
+    """
+    manifest = read_manifest(artifact)
+    for relative, expected in manifest.files.items():
+        path = Path(artifact) / relative
+        if not path.is_file():
+            raise CheckpointError(f"{artifact}: {relative} is listed in the manifest but missing; recompile")
+        if sha256_file(path) != expected:
+            raise CheckpointError(f"{artifact}: {relative} does not match its sha256 in the manifest; recompile")
+    return manifest

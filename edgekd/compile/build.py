@@ -1,0 +1,149 @@
+"""TVM: import a PyTorch model into Relax, compile it for a target, export the library (imports TVM lazily).
+
+Input: an eval-mode ``nn.Module`` with an example input, a TVM target dict, a C compiler executable and,
+optionally, a MetaSchedule database directory whose records are applied. Output: ``model.so`` (a Relax
+VM executable) for the target. Pipeline (TVM 0.27, DESIGN.md §3)::
+
+    torch.export.export → relax.frontend.torch.from_exported_program → DecomposeOpsForInference,
+    CanonicalizeBindings, zero_pipeline → [MetaScheduleApplyDatabase] → tvm.compile → export_library
+
+Only this module and :mod:`edgekd.compile.tuning` import ``tvm``, always inside functions, so importing
+edgekd stays fast.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgekd.errors import CompileError, ToolchainError
+
+__all__ = ["system_cpu", "make_target", "import_model", "prepare_module", "compile_library", "run_library"]
+
+
+def system_cpu() -> str:
+    """LLVM's name for this machine's CPU (what ``mcpu: host`` resolves to), e.g. ``znver4``."""
+    import tvm  # registers the target.* global functions
+    import tvm_ffi
+
+    del tvm
+    return str(tvm_ffi.get_global_func("target.llvm_get_system_cpu")())
+
+
+def make_target(target: dict[str, Any]) -> Any:
+    """A ``tvm.target.Target`` from the profile's dict (TVM 0.27 refuses the string form).
+
+    Raises:
+        CompileError: TVM rejected the dict (e.g. an unknown ``mcpu``).
+    """
+    import tvm
+
+    try:
+        return tvm.target.Target(dict(target))
+    except Exception as err:  # tvm raises its own error types
+        raise CompileError(f"TVM rejected target {target}: {_first_line(err)}") from None
+
+
+def import_model(model: nn.Module, example: torch.Tensor) -> Any:
+    """torch.export the model and translate it to a Relax IRModule (weights bound as constants).
+
+    Raises:
+        CompileError: torch.export failed, or TVM's frontend lacks an operator (named in the message).
+    """
+    from tvm.relax.frontend.torch import from_exported_program
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.export.export(model.eval(), (example,))
+    except Exception as err:  # torch.export raises many types
+        raise CompileError(f"torch.export could not trace the model: {_first_line(err)}") from None
+    try:
+        return from_exported_program(program, keep_params_as_input=False)
+    except Exception as err:  # the frontend signals unsupported ops with AssertionError
+        operators = _unsupported_operators(str(err))
+        if operators:
+            raise CompileError(
+                f"TVM's PyTorch frontend cannot import operator(s) {', '.join(operators)}; replace them in the "
+                f"model or export it to ONNX instead"
+            ) from None
+        raise CompileError(f"TVM's PyTorch frontend failed: {_first_line(err)}") from None
+
+
+def _unsupported_operators(message: str) -> list[str]:
+    match = re.search(r"Unsupported function types? \[([^\]]*)\]", message)
+    if not match:
+        return []
+    return [name.strip().strip("'\"") for name in match.group(1).split(",") if name.strip()]
+
+
+def prepare_module(mod: Any, target: Any) -> Any:
+    """The pre-tuning passes (inference decomposition + legalization); tuning tasks come from this module."""
+    import tvm
+    from tvm import relax
+
+    with target:
+        return tvm.transform.Sequential([
+            relax.transform.DecomposeOpsForInference(),
+            relax.transform.CanonicalizeBindings(),
+            relax.get_pipeline("zero"),
+        ])(mod)
+
+
+def compile_library(mod: Any, target: Any, output: Path, compiler: str | None,
+                    database_dir: Path | None = None) -> Path:
+    """Compile a prepared module and export it as a shared library.
+
+    Args:
+        mod: output of :func:`prepare_module`.
+        target: a ``tvm.target.Target``.
+        output: the ``.so`` to write.
+        compiler: one C compiler executable (cross or host); ``None`` uses TVM's default (host g++).
+        database_dir: a MetaSchedule JSON database directory whose best records are applied.
+
+    Raises:
+        CompileError: TVM failed to compile. ToolchainError: the C compiler failed to link.
+    """
+    import tvm
+    from tvm import relax
+    from tvm.support import cc
+
+    try:
+        if database_dir is not None:
+            with target, tvm.transform.PassContext(opt_level=3):
+                mod = relax.transform.MetaScheduleApplyDatabase(str(database_dir))(mod)
+        executable = tvm.compile(mod, target)
+    except Exception as err:  # tvm raises its own error types
+        raise CompileError(f"TVM could not compile the model for {target}: {_first_line(err)}") from None
+    try:
+        fcompile = cc.cross_compiler(compiler) if compiler else None
+        executable.export_library(str(output), fcompile=fcompile)
+    except Exception as err:  # the compiler's stderr comes back inside a RuntimeError
+        raise ToolchainError(f"linking {output.name} with {compiler or 'the default compiler'} failed: "
+                             f"{_first_line(err)}") from None
+    return output
+
+
+def run_library(library: Path, example: np.ndarray) -> np.ndarray:
+    """Run a host-architecture ``model.so`` on one input with the Relax VM; returns the first output."""
+    import tvm
+    from tvm import relax
+
+    machine = relax.VirtualMachine(tvm.runtime.load_module(str(library)), tvm.cpu())
+    result = machine["main"](tvm.runtime.tensor(np.ascontiguousarray(example)))
+    first = result if hasattr(result, "numpy") else result[0]
+    return first.numpy()
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    # TVM errors put the useful line last (after the traceback); others put it first.
+    useful = next((line for line in reversed(lines) if "Error" in line and ":" in line), lines[0] if lines else "")
+    return useful.strip()[:400] or type(err).__name__

@@ -1,0 +1,180 @@
+"""MetaSchedule tuning with one persistent database per target (imports TVM lazily).
+
+Input: a prepared Relax module (:func:`edgekd.compile.build.prepare_module`), its ``tvm.target.Target``,
+the target profile and a trial budget. Output: records added to ``cache_dir()/tuning/<target>/``
+(MetaSchedule's ``database_workload.json`` / ``database_tuning_record.json``) and a :class:`TuningResult`.
+
+Reuse: the database is keyed by task (the structural hash of each extracted TIR workload and the
+target), not by model, so a later compile of the same or a similar network (a pruned MobileNetV2 shares
+most layer shapes with the dense one) reuses every task already tuned with at least as many trials per
+task; only the rest are measured. A ledger (``edgekd_tasks.json``) records the trials given to each task,
+so a task whose search space was exhausted early is not tuned again.
+
+Traps handled (DESIGN.md §3): the builder's workers would import ``tvm.s_tir.tensor_intrin`` (~50 s)
+on every batch and time out; :func:`register_fast_build` registers a build function without it in each
+worker (passed as the builder's ``initializer``/``f_build``), and the timeout is raised to 120 s.
+
+Measurement: ``local`` (the host target) runs candidates on this machine. Other targets need a
+measurement backend on the board; add one to :data:`MEASURE_BACKENDS` (e.g. MetaSchedule's
+``RPCRunner`` pointed at a tracker reachable through the device stage's SSH tunnel).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgekd.atomic import atomic_write_json
+from edgekd.config.target import TargetProfile
+from edgekd.errors import CompileError, ToolchainError
+from edgekd.paths import cache_dir
+
+__all__ = ["TuningResult", "database_dir", "tune_module", "register_fast_build", "FAST_BUILD_FUNC",
+           "MEASURE_BACKENDS", "BUILD_TIMEOUT_S"]
+
+FAST_BUILD_FUNC = "edgekd.meta_schedule.build"
+BUILD_TIMEOUT_S = 120
+LEDGER_NAME = "edgekd_tasks.json"
+
+
+@dataclass(frozen=True)
+class TuningResult:
+    """What one tuning call did."""
+
+    database: Path
+    trials_per_task: int
+    tasks: int
+    tasks_tuned: int
+    tasks_reused: int
+    measured: int
+    seconds: float
+
+    @property
+    def trials(self) -> int:
+        """Trials requested for this compile (tuned tasks × trials per task)."""
+        return self.tasks_tuned * self.trials_per_task
+
+
+def database_dir(target_name: str) -> Path:
+    """The persistent MetaSchedule database directory of one target."""
+    return cache_dir() / "tuning" / target_name
+
+
+def register_fast_build() -> None:
+    """Builder-worker initializer: register a build function that skips ``tvm.s_tir.tensor_intrin``.
+
+    The default build imports the tensorization intrinsics (~50 s here), which fp32 CPU schedules never
+    use; it runs in every fresh worker pool, i.e. for every batch.
+    """
+    import tvm_ffi
+
+    def build(mod: Any, target: Any, _params: Any) -> Any:
+        from tvm.driver import build as tvm_build
+        from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
+        mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
+        return tvm_build(mod, target=target)
+
+    tvm_ffi.register_global_func(FAST_BUILD_FUNC, build, override=True)
+
+
+def _local_runner(profile: TargetProfile) -> Any:
+    from tvm.s_tir import meta_schedule as ms
+
+    return ms.runner.LocalRunner(timeout_sec=60)
+
+
+MEASURE_BACKENDS: dict[str, Callable[[TargetProfile], Any]] = {"local": _local_runner}
+
+
+def _measure_backend(profile: TargetProfile) -> Any:
+    backend = "local" if profile.is_host else None
+    if backend not in MEASURE_BACKENDS:
+        raise ToolchainError(
+            f"target {profile.name}: tuning measures candidates on the board, and remote measurement is not "
+            f"implemented yet (only the host target measures locally); compile without --tune-trials"
+        )
+    return MEASURE_BACKENDS[backend](profile)
+
+
+@contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """Exclusive lock on a target's database (concurrent compiles would interleave JSON records)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _task_key(task: Any, target: Any) -> str:
+    import tvm
+
+    return f"{tvm.ir.structural_hash(task.dispatched[0]):x}-{tvm.ir.structural_hash(target):x}"
+
+
+def _read_ledger(directory: Path) -> dict[str, dict[str, Any]]:
+    path = directory / LEDGER_NAME
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return {}
+
+
+def tune_module(mod: Any, target: Any, profile: TargetProfile, trials: int) -> TuningResult:
+    """Tune the tasks of ``mod`` not yet in the target's database, spreading ``trials`` over all tasks.
+
+    Raises:
+        ToolchainError: the target cannot be measured from here. CompileError: MetaSchedule failed.
+    """
+    from tvm.s_tir import meta_schedule as ms
+
+    started = time.perf_counter()
+    directory = database_dir(profile.name)
+    with _locked(directory):
+        tasks = ms.relax_integration.extract_tasks(mod, target)
+        if not tasks:
+            return TuningResult(directory, 0, 0, 0, 0, 0, time.perf_counter() - started)
+        per_task = max(1, math.ceil(trials / len(tasks)))
+        ledger = _read_ledger(directory)
+        keys = [_task_key(task, target) for task in tasks]
+        todo = [(task, key) for task, key in zip(tasks, keys, strict=True)
+                if ledger.get(key, {}).get("trials", 0) < per_task]
+        database = ms.database.JSONDatabase(work_dir=str(directory))
+        before = len(database)
+        if todo:
+            _run_tuning([task for task, _ in todo], per_task, directory, database, profile)
+            for task, key in todo:
+                ledger[key] = {"task": task.task_name, "trials": per_task}
+            atomic_write_json(directory / LEDGER_NAME, ledger)
+        measured = len(database) - before
+    return TuningResult(directory, per_task, len(tasks), len(todo), len(tasks) - len(todo), measured,
+                        time.perf_counter() - started)
+
+
+def _run_tuning(tasks: list[Any], per_task: int, directory: Path, database: Any, profile: TargetProfile) -> None:
+    from tvm.s_tir import meta_schedule as ms
+
+    runner = _measure_backend(profile)
+    builder = ms.builder.LocalBuilder(timeout_sec=BUILD_TIMEOUT_S, initializer=register_fast_build,
+                                      f_build=FAST_BUILD_FUNC)
+    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(tasks, str(directory))
+    try:
+        ms.tune.tune_tasks(
+            tasks=contexts, task_weights=weights, work_dir=str(directory),
+            max_trials_global=per_task * len(contexts), max_trials_per_task=per_task,
+            num_trials_per_iter=min(64, per_task), builder=builder, runner=runner, database=database,
+        )
+    except Exception as err:  # tvm raises its own error types
+        raise CompileError(f"MetaSchedule tuning failed: {str(err).strip().splitlines()[-1][:300]}") from None
