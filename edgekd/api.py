@@ -23,7 +23,7 @@ from edgekd.config.recipe import ModelSpec, Recipe, list_recipes, load_recipe
 from edgekd.data import Loaders, build_loaders
 from edgekd.errors import CheckpointError, ConfigError
 from edgekd.learn.distill import CrossEntropyObjective, DistillationObjective
-from edgekd.learn.engine import Trainer, TrainResult
+from edgekd.learn.engine import Trainer, TrainResult, seed_everything
 from edgekd.learn.runs import resolve_run_dir, write_recipe
 from edgekd.models import create_model
 from edgekd.models.counting import count_model
@@ -56,6 +56,7 @@ class RunResult:
 
 def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False) -> RunResult:
     """Train the recipe's teacher from scratch with ``recipe.training``; writes ``model.pt`` in the run dir."""
+    seed_everything(recipe.seed)  # before the model is built: its initial weights depend on it
     loaders = build_loaders(recipe.data, recipe.seed)
     model = _build(recipe.teacher.model, loaders)
     run_dir = _prepare(recipe, "train", out, resume)
@@ -69,6 +70,7 @@ def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False) -
 def distill(recipe: Recipe, teacher: str | Path | None = None, out: str | Path | None = None,
             resume: bool = False) -> RunResult:
     """Train ``recipe.student`` with KD (+ hints) from the teacher found via ``teacher`` or the recipe."""
+    seed_everything(recipe.seed)
     loaders = build_loaders(recipe.data, recipe.seed)
     dense = load_teacher(recipe, teacher)
     student_spec = recipe.student.model or recipe.teacher.model

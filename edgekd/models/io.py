@@ -95,7 +95,9 @@ def resize_to_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor]) 
             continue
         if tuple(weight.shape) == tuple(module.weight.shape):
             continue
-        _set_submodule(model, name, _resized(module, weight.shape, state_dict.get(f"{name}.bias") is not None))
+        has_bias = state_dict.get(f"{name}.bias") is not None
+        replacement = _resized(module, weight.shape, has_bias).train(module.training)
+        _set_submodule(model, name, replacement)
     return model
 
 

@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+import torch
+
+from edgekd.config.recipe import DataConfig
+from edgekd.data import build_loaders
+from edgekd.data.shapes import generate_shapes
+from edgekd.errors import DataError
+
+
+def test_full_npz_holds_out_data_batch_5_as_test(shared_data):
+    if not (shared_data / "cifar10-train50k.npz").is_file():
+        pytest.skip("full npz not present")
+    loaders = build_loaders(DataConfig(dataset="cifar10", root=str(shared_data), val_size=5000))
+    assert loaders.sizes == {"train": 35000, "val": 5000, "test": 10000}
+    with np.load(shared_data / "cifar10-train50k.npz") as data:
+        expected_first_test = data["labels"][40000:40010]
+    assert loaders.test.dataset.labels[:10].tolist() == expected_first_test.tolist()
+
+
+def test_mini_npz_and_validation_split_is_disjoint(tmp_path, shared_data):
+    (tmp_path / "cifar10-mini.npz").symlink_to(shared_data / "cifar10-mini.npz")
+    loaders = build_loaders(DataConfig(dataset="cifar10", root=str(tmp_path), val_size=500, batch_size=50))
+    assert loaders.sizes == {"train": 4500, "val": 500, "test": 1000}
+    train = {bytes(x.numpy()) for x in loaders.train.dataset.images[:4500]}
+    val = {bytes(x.numpy()) for x in loaders.val.dataset.images}
+    assert not train & val
+    images, labels = next(iter(loaders.train))
+    assert images.shape == (50, 3, 32, 32) and abs(images.mean().item()) < 0.5  # normalised
+
+
+def test_loader_order_is_seeded():
+    cfg = DataConfig(dataset="shapes", val_size=50, train_subset=200, test_subset=50, batch_size=20, workers=0)
+    first = [build_loaders(cfg, seed=3) for _ in range(2)]
+    torch.manual_seed(0)
+    a = next(iter(first[0].train))[1]
+    torch.manual_seed(0)
+    b = next(iter(first[1].train))[1]
+    assert torch.equal(a, b)
+
+
+def test_shapes_are_deterministic_and_balanced():
+    images, labels = generate_shapes(200, seed=1)
+    again, _ = generate_shapes(200, seed=1)
+    assert np.array_equal(images, again)
+    assert np.bincount(labels, minlength=10).tolist() == [20] * 10
+    assert images.std() > 30  # not blank
+
+
+def test_missing_root_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match="no cifar10 data found"):
+        build_loaders(DataConfig(dataset="cifar10", root=str(tmp_path / "nope")))
