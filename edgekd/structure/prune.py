@@ -1,0 +1,201 @@
+"""Physical pruning with bias folding, width rounding and an architecture spec.
+
+Inputs: a trained network, its :class:`ChannelGraph` and per-group alive masks (|γ| > τ, one τ).
+Outputs: :class:`PruneResult` — a physically smaller ``nn.Module`` (no masks), the arch spec (per-layer
+widths and the kept channel indices of every group, JSON) and the measured deviation from the masked
+network (the same network with γ = 0 on dead channels).
+
+A dead channel still emits a constant: its BatchNorm bias through the activation (and whatever follows:
+pooling, residual adds). We measure that constant on the masked network and fold it into each reading
+op: ``b += Σ_dead W[:, c]·v_c`` (1×1 conv, linear: exact) or ``b += Σ_dead ΣW[:, c, :, :]·v_c`` (k×k
+conv: exact in the interior; at zero-padded borders the pruned network differs — reported as
+``deviation``). A reading op followed by a BatchNorm gets ``running_mean −= δ`` instead, so no new bias
+parameter appears and the architecture stays the registry's. Surgery is Torch-Pruning's, rooted at a
+BatchNorm of each group.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from edgekd.atomic import atomic_write_json
+from edgekd.structure.groups import ChannelGraph, OpInfo
+
+__all__ = ["PruneResult", "final_masks", "masked_copy", "prune_model", "arch_spec", "save_arch_spec",
+           "fold_deltas"]
+
+SPEC_VERSION = 1
+
+
+@dataclass
+class PruneResult:
+    model: nn.Module
+    masks: list[torch.Tensor]
+    spec: dict[str, Any]
+    deviation: dict[str, float] = field(default_factory=dict)
+
+
+def final_masks(graph: ChannelGraph, threshold: float, round_to: int = 1) -> list[torch.Tensor]:
+    """Alive masks with widths rounded up to a multiple of ``round_to`` (largest |γ| revived first) and at
+    least one channel per group (a layer is never emptied)."""
+    masks = []
+    for group in graph.groups:
+        alive = group.alive(threshold).clone()
+        if group.learnable:
+            r = group.saliency().detach().cpu()
+            want = max(1, int(alive.sum()))
+            want = min(group.size, math.ceil(want / round_to) * round_to)
+            order = torch.argsort(r, descending=True, stable=True)
+            alive = torch.zeros_like(alive)
+            alive[order[:want]] = True
+        masks.append(alive)
+    return masks
+
+
+def masked_copy(model: nn.Module, graph: ChannelGraph, masks: list[torch.Tensor]) -> nn.Module:
+    """A deep copy of ``model`` with γ = 0 on every BatchNorm channel of a dead group channel."""
+    masked = copy.deepcopy(model)
+    modules = dict(masked.named_modules())
+    with torch.no_grad():
+        for group, alive in zip(graph.groups, masks, strict=True):
+            if bool(alive.all()):
+                continue
+            for member in group.bns:
+                dead = ~alive[member.group_idx]
+                modules[member.name].weight[member.module_idx[dead]] = 0.0
+    return masked
+
+
+def _dead_inputs(op: OpInfo, masks: list[torch.Tensor]) -> torch.Tensor:
+    if op.kind in ("dwconv", "gconv"):
+        return torch.zeros(0, dtype=torch.long)  # removed together with its outputs / never pruned
+    dead = [s.module_idx[~masks[s.group][s.group_idx]] for s in op.in_segments]
+    return torch.cat(dead) if dead else torch.zeros(0, dtype=torch.long)
+
+
+def _record_inputs(model: nn.Module, names: list[str], example: torch.Tensor) -> dict[str, torch.Tensor]:
+    modules = dict(model.named_modules())
+    seen: dict[str, torch.Tensor] = {}
+    handles = [modules[n].register_forward_pre_hook(
+        lambda _m, inputs, n=n: seen.__setitem__(n, inputs[0].detach())) for n in names]
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen
+
+
+def fold_deltas(masked: nn.Module, graph: ChannelGraph, masks: list[torch.Tensor],
+                example: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per reading op, the output shift δ that the constant dead input channels contributed.
+
+    Raises ValueError when a dead channel is not constant (a path the group analysis missed)."""
+    dead = {op.name: _dead_inputs(op, masks) for op in graph.ops}
+    dead = {name: idx for name, idx in dead.items() if idx.numel()}
+    inputs = _record_inputs(masked, list(dead), example)
+    modules = dict(masked.named_modules())
+    deltas = {}
+    for name, idx in dead.items():
+        values = inputs[name][:, idx].float()
+        flat = values.transpose(0, 1).reshape(idx.numel(), -1)
+        spread = (flat.amax(1) - flat.amin(1)).abs().max()
+        if float(spread) > 1e-5 * max(1.0, float(flat.abs().max())):
+            raise ValueError(f"{name}: dead input channels are not constant (spread {float(spread):.2e})")
+        constant = flat[:, 0]
+        weight = modules[name].weight.detach()
+        if isinstance(modules[name], nn.Linear):
+            deltas[name] = weight[:, idx] @ constant
+        else:
+            deltas[name] = weight[:, idx].sum((2, 3)) @ constant
+    return deltas
+
+
+def _apply_delta(model: nn.Module, graph: ChannelGraph, name: str, delta: torch.Tensor) -> None:
+    modules = dict(model.named_modules())
+    module = modules[name]
+    with torch.no_grad():
+        if getattr(module, "bias", None) is not None:
+            module.bias += delta
+            return
+        successor = _single_bn_successor(graph, graph.op(name).module)
+        if successor is not None:
+            modules[successor].running_mean -= delta
+            return
+        module.bias = nn.Parameter(delta.clone())
+
+
+def _single_bn_successor(graph: ChannelGraph, module: nn.Module) -> str | None:
+    dep = graph.dependency_graph
+    names = {m: n for n, m in graph.model.named_modules()}
+    node = dep.module2node.get(module)
+    if node is None or len(node.outputs) != 1:
+        return None
+    follower = node.outputs[0].module
+    if isinstance(follower, nn.BatchNorm2d | nn.BatchNorm1d) and follower.track_running_stats:
+        return names.get(follower)
+    return None
+
+
+def prune_model(model: nn.Module, graph: ChannelGraph, masks: list[torch.Tensor],
+                example: torch.Tensor | None = None) -> PruneResult:
+    """Build the physically pruned network (the input model is left untouched)."""
+    device = next(model.parameters()).device
+    if example is None:
+        example = torch.randn((2, *graph.input_shape[1:]), device=device)
+    masked = masked_copy(model, graph, masks).eval()
+    deltas = fold_deltas(masked, graph, masks, example)
+    pruned = copy.deepcopy(masked)
+    for name, delta in deltas.items():
+        _apply_delta(pruned, graph, name, delta)
+    dep = tp.DependencyGraph().build_dependency(pruned, example_inputs=example[:1], verbose=False)
+    modules = dict(pruned.named_modules())
+    for group, alive in zip(graph.groups, masks, strict=True):
+        if bool(alive.all()) or not group.bns:
+            continue
+        member = group.bns[0]
+        idxs = member.module_idx[~alive[member.group_idx]].tolist()
+        tp_group = dep.get_pruning_group(modules[member.name], tp.prune_batchnorm_out_channels, idxs=idxs)
+        tp_group.prune()
+    pruned.eval()
+    deviation = _deviation(masked, pruned, example)
+    return PruneResult(pruned, masks, arch_spec(pruned, graph, masks), deviation)
+
+
+def _deviation(masked: nn.Module, pruned: nn.Module, example: torch.Tensor) -> dict[str, float]:
+    with torch.no_grad():
+        a, b = masked.eval()(example), pruned.eval()(example)
+    diff = (a - b).abs()
+    return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()),
+            "output_scale": float(a.abs().max())}
+
+
+def arch_spec(pruned: nn.Module, graph: ChannelGraph, masks: list[torch.Tensor]) -> dict[str, Any]:
+    """Per-layer widths of the pruned network and the kept channel indices of every group."""
+    layers = {}
+    for name, module in pruned.named_modules():
+        if isinstance(module, nn.Conv2d):
+            layers[name] = {"type": "conv2d", "in": module.in_channels, "out": module.out_channels,
+                            "groups": module.groups, "kernel": list(module.kernel_size),
+                            "bias": module.bias is not None}
+        elif isinstance(module, nn.Linear):
+            layers[name] = {"type": "linear", "in": module.in_features, "out": module.out_features}
+        elif isinstance(module, nn.BatchNorm2d | nn.BatchNorm1d):
+            layers[name] = {"type": "batchnorm", "out": module.num_features}
+    groups = [{"id": g.id, "block": g.block, "size": g.size, "kept": torch.nonzero(m).flatten().tolist(),
+               "members": [b.name for b in g.bns], "producers": g.producers}
+              for g, m in zip(graph.groups, masks, strict=True)]
+    return {"version": SPEC_VERSION, "layers": layers, "groups": groups}
+
+
+def save_arch_spec(path: str | Path, spec: dict[str, Any]) -> Path:
+    return atomic_write_json(path, spec)
