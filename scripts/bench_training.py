@@ -1,0 +1,86 @@
+"""Training throughput on this machine: epoch time at batch 128 for ResNet-20, ResNet-56 and
+MobileNetV2-CIFAR (plain cross-entropy), and KD training throughput relative to plain training.
+
+Steady-state images/s is measured over ``--steps`` optimizer steps after ``--warmup`` steps (real
+CIFAR-10 batches with augmentation, channels_last, SGD), and an epoch of 50,000 images is extrapolated.
+
+    .venv/bin/python scripts/bench_training.py --data ../shared/data --threads 2 --out docs/bench_training.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from edgekd.config.recipe import DataConfig, DistillConfig, TrainingConfig
+from edgekd.data import build_loaders
+from edgekd.learn.distill import CrossEntropyObjective, DistillationObjective
+from edgekd.learn.engine import build_optimizer
+from edgekd.models import create_model
+
+MODELS = {"resnet20": ("resnet20_cifar", {}), "resnet56": ("resnet56_cifar", {}),
+          "mobilenetv2": ("mobilenetv2_cifar", {})}
+
+
+def images_per_second(model, objective, loader, warmup: int, steps: int) -> float:
+    model.train().to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(list(model.named_parameters()) + [("r", p) for p in objective.extra_parameters()],
+                                TrainingConfig(lr=0.01))
+    batches = iter(loader)
+    started, seen = None, 0
+    for step in range(warmup + steps):
+        if step == warmup:
+            started = time.perf_counter()
+        images, targets = next(batches)
+        images = images.contiguous(memory_format=torch.channels_last)
+        loss, _, _ = objective(model, images, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        seen += targets.numel() if step >= warmup else 0
+    return seen / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/data")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    loaders = build_loaders(DataConfig(dataset="cifar10", root=args.data, batch_size=args.batch, workers=0,
+                                       train_subset=args.batch * (args.warmup + args.steps + 1)), seed=0)
+    rows = []
+    for label, (name, kwargs) in MODELS.items():
+        torch.manual_seed(0)
+        plain = images_per_second(create_model(name, **kwargs), CrossEntropyObjective(), loaders.train,
+                                  args.warmup, args.steps)
+        rows.append({"model": label, "mode": "plain", "images_per_second": plain, "epoch_50k_min": 50000 / plain / 60})
+        print(json.dumps(rows[-1]), flush=True)
+    teacher = create_model("mobilenetv2_cifar").eval()
+    student = create_model("mobilenetv2_cifar", width_mult=0.5)
+    plain = images_per_second(create_model("mobilenetv2_cifar", width_mult=0.5), CrossEntropyObjective(),
+                              loaders.train, args.warmup, args.steps)
+    kd = images_per_second(student, DistillationObjective(teacher, DistillConfig()), loaders.train,
+                           args.warmup, args.steps)
+    rows.append({"model": "mobilenetv2x0.5 <- mobilenetv2 teacher", "mode": "plain", "images_per_second": plain,
+                 "epoch_50k_min": 50000 / plain / 60})
+    rows.append({"model": "mobilenetv2x0.5 <- mobilenetv2 teacher", "mode": "kd", "images_per_second": kd,
+                 "epoch_50k_min": 50000 / kd / 60, "kd_over_plain_throughput": kd / plain})
+    print(json.dumps(rows[-1]), flush=True)
+    report = {"machine": platform.processor() or platform.machine(), "threads": args.threads, "batch": args.batch,
+              "steps": args.steps, "torch": torch.__version__, "rows": rows}
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
