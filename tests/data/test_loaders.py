@@ -50,3 +50,17 @@ def test_shapes_are_deterministic_and_balanced():
 def test_missing_root_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="no cifar10 data found"):
         build_loaders(DataConfig(dataset="cifar10", root=str(tmp_path / "nope")))
+
+
+def test_imagefolder(tmp_path):
+    from PIL import Image
+
+    images, labels = generate_shapes(40, seed=2)
+    for split, rows in (("train", range(0, 30)), ("val", range(30, 40))):
+        for index in rows:
+            folder = tmp_path / split / f"class{labels[index]}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(images[index]).save(folder / f"{index}.png")
+    loaders = build_loaders(DataConfig(dataset="imagefolder", root=str(tmp_path), val_size=5, batch_size=5))
+    assert loaders.sizes == {"train": 25, "val": 5, "test": 10}
+    assert loaders.num_classes == 10
