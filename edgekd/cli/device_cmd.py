@@ -1,7 +1,245 @@
-"""Placeholder until this stage's commands land; registers nothing."""
+"""``edgekd device add|list|probe|trust|setup|remove`` and ``edgekd bench``: parse, call the device API, render.
+
+With ``--json`` a command prints exactly one JSON document on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from edgekd.errors import DeviceError
+
+device_app = typer.Typer(help="Manage the boards edgekd benchmarks on (stored in devices.yaml).",
+                         no_args_is_help=True)
+console = Console(highlight=False)
+
+
+def _store():
+    from edgekd.config.devices import DeviceStore
+
+    return DeviceStore()
+
+
+def _print_json(doc) -> None:
+    typer.echo(json.dumps(doc, indent=2, default=str))
+
+
+@device_app.command("add")
+def add(
+    name: str = typer.Argument(..., help="Device name."),
+    target: str = typer.Option(..., "--target", help="Target profile name (e.g. jetson-tx2, host)."),
+    host: str = typer.Option(..., "--host", help="Address or ~/.ssh/config alias."),
+    port: int | None = typer.Option(None, "--port"),
+    user: str | None = typer.Option(None, "--user"),
+    key: Path | None = typer.Option(None, "--key", help="Private key file (no passwords are stored)."),
+    exec_prefix: str | None = typer.Option(None, "--exec-prefix", help="e.g. 'qemu-aarch64 -L /sysroot'."),
+    cache_dir: str | None = typer.Option(None, "--cache-dir", help="Cache directory on the board."),
+    known_hosts: Path | None = typer.Option(None, "--known-hosts"),
+    emulated: bool = typer.Option(False, "--emulated", help="Timings are not device latency (qemu)."),
+    replace: bool = typer.Option(False, "--replace", help="Overwrite an existing entry."),
+) -> None:
+    """Store a device (then run `edgekd device trust NAME`)."""
+    from edgekd.config.devices import Device
+    from edgekd.config.loading import validate
+
+    fields = {"name": name, "target": target, "host": host, "port": port, "user": user,
+              "key": str(key.expanduser().resolve()) if key else None,
+              "exec_prefix": shlex.split(exec_prefix) if exec_prefix else [], "cache_dir": cache_dir,
+              "known_hosts": str(known_hosts) if known_hosts else None, "emulated": emulated}
+    device = validate(Device, {k: v for k, v in fields.items() if v is not None}, "edgekd device add")
+    store = _store()
+    store.add(device, replace=replace)
+    console.print(f"added device [bold]{name}[/] ({target}) to {store.path}; next: edgekd device trust {name}")
+
+
+@device_app.command("list")
+def list_(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List devices (the built-in `local` first)."""
+    from edgekd.config.devices import local_device
+
+    devices = [local_device(), *_store().load().values()]
+    if as_json:
+        _print_json([d.model_dump(mode="json") for d in devices])
+        return
+    table = Table("name", "target", "host", "user", "port", "exec prefix", "emulated")
+    for d in devices:
+        table.add_row(d.name, d.target, d.host, d.user or "", str(d.port or ""), shlex.join(d.exec_prefix),
+                      "yes" if d.emulated else "")
+    console.print(table)
+
+
+@device_app.command("remove")
+def remove(name: str) -> None:
+    """Delete a stored device."""
+    _store().remove(name)
+    console.print(f"removed device {name}")
+
+
+@device_app.command("trust")
+def trust(
+    name: str,
+    yes: bool = typer.Option(False, "--yes", help="Record without asking."),
+    expect: str | None = typer.Option(None, "--expect", help="Record only if the fingerprint is this SHA256:..."),
+) -> None:
+    """Show the board's host-key fingerprint and record it in edgekd's known_hosts."""
+    from edgekd.device import connect
+    from edgekd.device.ssh import fingerprint
+
+    device = _store().get(name)
+    if device.is_local:
+        raise DeviceError("the local device has no host key")
+    conn = connect(device)
+    key = conn.fetch_host_key()
+    print_fp = fingerprint(key)
+    console.print(f"{conn.hostname}:{conn.port} presents {key.get_name()} key {print_fp}")
+    if expect and expect != print_fp:
+        raise DeviceError(f"fingerprint mismatch for {name}: board has {print_fp}, expected {expect}; not recorded")
+    if not (yes or expect) and not typer.confirm("Trust this key?", default=False):
+        raise DeviceError(f"host key for {name} not trusted")
+    path = conn.record_host_key(key)
+    console.print(f"recorded in {path}")
+
+
+def _probe(name: str):
+    from edgekd.device import connect
+    from edgekd.device.probe import probe
+
+    device = _store().get(name)
+    with connect(device) as conn:
+        return device, probe(conn, cache_dir=device.cache_dir, emulated=device.emulated)
+
+
+@device_app.command("probe")
+def probe_cmd(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Report architecture, CPU, governor, memory, OS/glibc, free disk and power sensors; refuse a misfit."""
+    from edgekd.config.target import load_target
+    from edgekd.device.probe import check_fits
+
+    device, facts = _probe(name)
+    profile = load_target(device.target)
+    doc = facts.to_dict()
+    try:
+        check_fits(facts, device=name, target=profile.name, arch=profile.arch, glibc_floor=profile.glibc_floor)
+    finally:
+        if as_json:
+            _print_json({"device": name, "target": profile.name, **doc})
+        else:
+            _render_probe(name, profile.name, facts)
+
+
+def _render_probe(name: str, target: str, facts) -> None:
+    table = Table(show_header=False, title=f"{name} ({target})")
+    rows = [
+        ("architecture", f"{facts.arch} (kernel {facts.kernel_arch})" + (" [emulated]" if facts.emulated else "")),
+        ("cpu", f"{facts.cpu_model} x{facts.cpu_count}"),
+        ("governor", facts.governor + ("" if facts.governor == "performance" else "  (warning: not performance)")),
+        ("memory", f"{facts.mem_total_mb} MB total, {facts.mem_available_mb} MB available"),
+        ("os / glibc", f"{facts.os} / glibc {facts.glibc}"),
+        ("free disk (cache)", f"{facts.disk_free_mb} MB"),
+        ("power sensors", ", ".join(facts.sensors) or "none found"),
+    ]
+    for key, value in rows:
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+@device_app.command("setup")
+def setup(name: str) -> None:
+    """Probe the board, create its cache directory and check the tools edgekd needs there."""
+    from edgekd.device import connect
+    from edgekd.device.cache import _sftp_like, ensure_dir
+
+    device = _store().get(name)
+    with connect(device) as conn:
+        try:
+            ensure_dir(_sftp_like(conn), device.cache_dir)
+        except OSError as err:
+            raise DeviceError(f"cannot create {device.cache_dir!r} on {name}: {err.strerror or err}") from None
+        script = 'for t in sh sha256sum flock timeout mktemp ln date; do command -v "$t" >/dev/null || echo "$t"; done'
+        missing = conn.check(["sh", "-c", script], what="tool check").stdout.split()
+    if missing:
+        raise DeviceError(f"{name} lacks {', '.join(missing)}; install coreutils/util-linux on the board")
+    console.print(f"{name}: cache {device.cache_dir} ready; sh, sha256sum, flock, timeout present")
+    probe_cmd(name, as_json=False)
+
+
+def bench_cmd(
+    artifact: Path = typer.Argument(..., help="Artifact directory from `edgekd compile`."),
+    device: str = typer.Option("local", "--device", "-d", help="Device name (`local` = this host, no SSH)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    repeat: int = typer.Option(1, "--repeat", min=1, help="Measurements (runner invocations)."),
+    cooldown: float = typer.Option(0.0, "--cooldown", min=0.0, help="Seconds to wait between repeats."),
+    threads: int | None = typer.Option(None, "--threads", min=1),
+    affinity: str | None = typer.Option(None, "--affinity", help="CPU ids, e.g. 0,3,4,5."),
+    runs: int = typer.Option(50, "--runs", min=1),
+    min_seconds: float = typer.Option(1.0, "--min-seconds", min=0.0),
+    warmup_seconds: float = typer.Option(0.5, "--warmup-seconds", min=0.0),
+    timeout: float = typer.Option(300.0, "--timeout", min=1.0, help="Kill the runner after this many seconds."),
+    idle_seconds: float = typer.Option(1.0, "--idle-seconds", min=0.0, help="Idle power window before the run."),
+    results: Path | None = typer.Option(None, "--results", help="Results store (default $EDGEKD_RESULTS)."),
+    store: bool = typer.Option(True, "--store/--no-store", help="Append rows to the results store."),
+) -> None:
+    """Push an artifact to a device, run it, compare with PyTorch and record the measurement."""
+    from edgekd.device import connect
+    from edgekd.device.bench import BenchOptions, bench
+    from edgekd.results.store import ResultsStore
+
+    options = BenchOptions(
+        threads=threads, affinity=[int(c) for c in affinity.split(",")] if affinity else None, runs=runs,
+        min_seconds=min_seconds, warmup_seconds=warmup_seconds, repeat=repeat, cooldown_s=cooldown,
+        timeout_s=timeout, idle_seconds=idle_seconds,
+    )
+    entry = _store().get(device)
+    with connect(entry) as conn:
+        measured = bench(conn, entry, artifact, options)
+    if store:
+        results_store = ResultsStore(results)
+        for result in measured:
+            results_store.append(result.to_row())
+    docs = [r.to_json() for r in measured]
+    if as_json:
+        _print_json(docs[0] if len(docs) == 1 else {"device": entry.name, "measurements": docs})
+        return
+    for result in measured:
+        console.print(summary_text(result))
+
+
+def summary_text(result) -> str:
+    """A TFLite ``benchmark_model``-style summary of one measurement."""
+    doc = result.to_json()
+    timing = result.timing_ms
+    lines = [
+        f"[bold]{doc['model']}[/] on [bold]{doc['device']}[/] ({doc['target']}, {doc['arch']}), "
+        f"{doc['threads']} threads, affinity {','.join(map(str, doc['affinity'])) or 'any'}, "
+        f"governor {doc['governor']}" + ("" if doc["governor"] == "performance" else " (warning: not performance)"),
+        f"Init: {doc['init_ms']} ms, first inference: {doc['first_inference_ms']} ms, "
+        f"warm-up runs: {doc['warmup_runs']}",
+    ]
+    stats = " ".join(f"{k}={timing.get(k)}" for k in ("mean", "std", "min", "p50", "p90", "p95", "p99", "max"))
+    if result.latency_valid:
+        lines.append(f"Inference timings in ms: count={doc['runs']} {stats}")
+    else:
+        lines.append(f"[yellow]emulated: timing not meaningful[/] (emulated run, count={doc['runs']})")
+    lines.append(f"Memory: peak RSS {doc['peak_rss_mb']} MB (+{doc['rss_delta_mb']} MB over before-load)")
+    lines.append(f"Output vs PyTorch: max |diff| {doc['max_abs_diff']:.3g}, top-1 agreement {doc['top1_agree']:.0%}")
+    power = result.power
+    if power and power.rail:
+        energy = power.energy_per_inference_mj
+        lines.append(f"Power ({power.rail}): idle {power.idle_mw:.0f} mW, running {power.run_mw:.0f} mW, "
+                     f"energy {energy:.4g} mJ/inference" if energy is not None else f"Power ({power.rail}): n/a")
+    up = doc["upload"]
+    lines.append(f"Uploaded {len(up['uploaded'])} files ({up['bytes']} B), {up['skipped']} cached; "
+                 f"bench {doc['bench_wall_s']} s, overhead beyond timed runs {doc['overhead_s']} s")
+    return "\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    """Add the ``device`` sub-app and the ``bench`` command."""
+    app.add_typer(device_app, name="device")
+    app.command("bench")(bench_cmd)

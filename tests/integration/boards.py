@@ -177,3 +177,80 @@ class FakeSensor:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
+
+
+STAND_IN_RUNNER = r"""#!/bin/sh
+# A stand-in edgekd-runner (shell): honours --output-file, prints the runner's JSON contract.
+# MODE (baked in): ok | crash | hang. Used where a test is about transport, timeouts or crashes.
+MODE=@MODE@
+out=""
+while [ $# -gt 0 ]; do
+  case $1 in --output-file) out=$2; shift ;; esac
+  shift
+done
+[ "$MODE" = crash ] && { echo "edgekd-runner: model.so: cannot load: simulated crash" >&2; exit 3; }
+[ "$MODE" = hang ] && { sleep 1000; exit 0; }
+start=$(date +%s.%N)
+sleep @SECONDS@
+end=$(date +%s.%N)
+cp reference_output.bin "$out"
+cat <<JSON
+{"runner_version": "stand-in", "tvm_runtime": "none", "threads": 1, "affinity": [0],
+ "init_ms": 1.0, "first_inference_ms": 2.0, "warmup_runs": 1, "runs": @RUNS@,
+ "latency_ms": {"mean": @LAT@, "std": 0.0, "min": @LAT@, "p50": @LAT@, "p90": @LAT@, "p95": @LAT@, "p99": @LAT@,
+                "max": @LAT@},
+ "rss_kb": {"before_load": 1000, "after_load": 2000, "peak": 3000},
+ "output": {"shape": [1, 10], "file": "out.bin"},
+ "timestamps": {"timed_start_unix": $start, "timed_end_unix": $end}}
+JSON
+"""
+
+
+def stand_in_artifact(directory: Path, *, mode: str = "ok", seconds: float = 0.2, runs: int = 10,
+                      arch: str = "x86_64", target: str = "host", payload_bytes: int = 0) -> Path:
+    """A manifest-conformant artifact whose runner is a shell script (transport/fault tests only)."""
+    import json
+
+    import numpy as np
+
+    from edgekd.compile.artifact import hash_files
+
+    directory.mkdir(parents=True, exist_ok=True)
+    script = (STAND_IN_RUNNER.replace("@MODE@", mode).replace("@SECONDS@", str(seconds))
+              .replace("@RUNS@", str(runs)).replace("@LAT@", f"{seconds * 1000 / runs:.6f}"))
+    runner = directory / "edgekd-runner"
+    runner.write_text(script)
+    runner.chmod(0o755)
+    rng = np.random.default_rng(0)
+    rng.standard_normal(3 * 32 * 32).astype(np.float32).tofile(directory / "input.bin")
+    rng.standard_normal(10).astype(np.float32).tofile(directory / "reference_output.bin")
+    (directory / "model.so").write_bytes(os.urandom(max(payload_bytes, 64)))
+    (directory / "lib").mkdir(exist_ok=True)
+    (directory / "lib" / "libtvm_runtime.so").write_bytes(b"stand-in runtime " + mode.encode())
+    manifest = {
+        "schema_version": 1,
+        "model": {"name": "stand-in", "source": "test"},
+        "target": {"name": target, "arch": arch, "glibc_floor": None, "tvm_target": {"kind": "llvm"}},
+        "input": {"name": "x", "shape": [1, 3, 32, 32], "dtype": "float32", "file": "input.bin"},
+        "output": {"shape": [1, 10], "dtype": "float32", "file": "reference_output.bin"},
+        "library": "model.so", "runner": "edgekd-runner", "runtime_libs": ["lib/libtvm_runtime.so"],
+        "onnx": None, "versions": {"edgekd": "test"}, "files": hash_files(directory),
+        "created": "2026-01-01T00:00:00Z",
+    }
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    return directory
+
+
+def cache_is_clean(cache_dir: Path) -> list[str]:
+    """Problems in a board cache: temporaries left over, or entries whose content is not their name."""
+    from edgekd.atomic import sha256_file
+
+    problems = []
+    if not cache_dir.exists():
+        return problems
+    for path in cache_dir.iterdir():
+        if path.name.startswith(".tmp-") or path.name.startswith(".run-"):
+            problems.append(f"leftover {path.name}")
+        elif path.is_file() and len(path.name) == 64 and sha256_file(path) != path.name:
+            problems.append(f"corrupt {path.name}")
+    return problems

@@ -1,0 +1,1 @@
+"""Measurement records (append-only store) and reports."""
