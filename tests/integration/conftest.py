@@ -92,11 +92,11 @@ def x86_board(make_device, sshd):
 def arm_board(make_device, sshd):
     if not shutil.which("qemu-aarch64"):
         pytest.skip("qemu-user not installed")
-    return make_device(sshd, "arm", target="aarch64-generic", exec_prefix=QEMU_PREFIX, emulated=True)
+    return make_device(sshd, "arm", target="jetson-tx2", exec_prefix=QEMU_PREFIX, emulated=True)
 
 
 @pytest.fixture
 def fake_sensor(tmp_path):
-    sensor = FakeSensor(tmp_path / "ina3221x" / "iio:device1").start()
+    sensor = FakeSensor(tmp_path / "ina3221x" / "iio:device1", period_s=0.01).start()
     yield sensor
     sensor.stop()
