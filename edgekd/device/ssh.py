@@ -403,7 +403,11 @@ class Connection:
         try:
             self.sftp.put(str(local), remote, confirm=True)
         except (OSError, paramiko.SSHException, EOFError) as err:
-            raise DeviceError(f"upload of {Path(local).name} to {self.label}:{remote} failed: {err}") from None
+            reason = str(err).strip() or type(err).__name__
+            raise DeviceError(
+                f"upload of {Path(local).name} to {self.label}:{remote} failed ({reason}); run it again: "
+                "verified files are kept, partial ones are discarded"
+            ) from None
 
     def get(self, remote: str, local: str | os.PathLike) -> None:
         """Download a file (SFTP)."""
