@@ -52,7 +52,7 @@ def test_bad_input_one_line_exit_2(case, capsys, tmp_path, bad_yaml, unknown_mod
 
 
 def test_console_script_prints_no_traceback():
-    done = subprocess.run([sys.executable, "-m", "edgekd", "train", "--recipe", "resnet56", "--set", "training.epochs=-1"],
-                          capture_output=True, text=True)
+    argv = [sys.executable, "-m", "edgekd", "train", "--recipe", "resnet56", "--set", "training.epochs=-1"]
+    done = subprocess.run(argv, capture_output=True, text=True)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1

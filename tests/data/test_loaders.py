@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from support import require
 
 from edgekd.config.recipe import DataConfig
 from edgekd.data import build_loaders
@@ -9,8 +10,7 @@ from edgekd.errors import DataError
 
 
 def test_full_npz_holds_out_data_batch_5_as_test(shared_data):
-    if not (shared_data / "cifar10-train50k.npz").is_file():
-        pytest.skip("full npz not present")
+    require((shared_data / "cifar10-train50k.npz").is_file(), "cifar10-train50k.npz in ../shared/data")
     loaders = build_loaders(DataConfig(dataset="cifar10", root=str(shared_data), val_size=5000))
     assert loaders.sizes == {"train": 35000, "val": 5000, "test": 10000}
     with np.load(shared_data / "cifar10-train50k.npz") as data:

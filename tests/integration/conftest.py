@@ -18,15 +18,13 @@ import shutil
 
 import pytest
 from boards import FakeSensor, Sshd, keygen
+from support import require
 
 from edgekd.config.devices import Device
 from edgekd.device import ssh
 
 QEMU_PREFIX = ["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"]
 
-needs_sshd = pytest.mark.skipif(not shutil.which("ssh-keygen") or not shutil.os.path.exists(
-    "/usr/sbin/sshd"), reason="openssh-server not installed")
-needs_qemu = pytest.mark.skipif(not shutil.which("qemu-aarch64"), reason="qemu-user not installed")
 
 
 @pytest.fixture(autouse=True)
@@ -46,8 +44,7 @@ def user_key(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory, user_key):
-    if not shutil.os.path.exists("/usr/sbin/sshd"):
-        pytest.skip("openssh-server not installed")
+    require(shutil.os.path.exists("/usr/sbin/sshd") and shutil.which("ssh-keygen") is not None, "openssh-server")
     server = Sshd(tmp_path_factory.mktemp("sshd"), user_key).start()
     yield server
     server.stop()
@@ -90,8 +87,7 @@ def x86_board(make_device, sshd):
 
 @pytest.fixture
 def arm_board(make_device, sshd):
-    if not shutil.which("qemu-aarch64"):
-        pytest.skip("qemu-user not installed")
+    require(shutil.which("qemu-aarch64") is not None, "qemu-user (qemu-aarch64)")
     return make_device(sshd, "arm", target="jetson-tx2", exec_prefix=QEMU_PREFIX, emulated=True)
 
 
