@@ -98,7 +98,7 @@ class BudgetController:
         if any(g.block == DEFAULT_BLOCK and g.learnable for g in graph.groups):
             self.states[DEFAULT_BLOCK] = BlockBudgetState(DEFAULT_BLOCK, {}, {}, {}, controlled=False)
         self.prev_alive = graph.alive_masks(self.threshold)
-        self.held: set[int] = set()
+        self.held: dict[int, torch.Tensor] = {}  # group id → the alive mask it is held at
         self.step_count = 0
 
     # ------------------------------------------------------------------ setup
@@ -134,7 +134,7 @@ class BudgetController:
             if self.structure.lambda_init is not None:
                 state.lam = float(self.structure.lambda_init)
             else:
-                value = float(regs.get(name, 0.0))
+                value = float(regs.get(name, torch.zeros(())).detach())
                 state.lam = 1.0 / value if value > 0 else 0.0
             if not state.controlled:
                 state.lam *= 0.1  # uncovered ops: a gentle, constant pull
@@ -146,10 +146,10 @@ class BudgetController:
         per_kind = {k: block_costs(self.graph, m, alive) for k, m in KINDS.items()}
         return {name: {k: per_kind[k].get(name, 0.0) for k in KINDS} for name in self.states}
 
-    def normalised_regularizers(self) -> dict[str, torch.Tensor]:
-        """Σ over the block's budget kinds of R_kind / dense_kind (dimensionless, differentiable)."""
+    def normalised_regularizers(self, r: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Σ over the block's budget kinds of R_kind / dense_kind (dimensionless, differentiable in ``r``)."""
         alive = self.graph.alive_masks(self.threshold)
-        r = self.graph.saliencies()
+        r = r if r is not None else self.graph.saliencies()
         kinds = {k for s in self.states.values() for k in (s.budget or {"flops": 0})} or {"flops"}
         regs = {k: block_regularizers(self.graph, KINDS[k], alive, r) for k in kinds}
         out: dict[str, torch.Tensor] = {}
@@ -163,20 +163,47 @@ class BudgetController:
                     out[name] = out.get(name, 0.0) + value / dense
         return out
 
-    def penalty(self) -> torch.Tensor:
-        """Σ_b λ_b·R̃_b — the term added to the training loss."""
+    def penalty(self, r: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Σ_b λ_b·R̃_b — the structure term of the loss."""
         total = torch.zeros(())
-        for name, value in self.normalised_regularizers().items():
+        for name, value in self.normalised_regularizers(r).items():
             lam = self.states[name].lam
             if lam > 0 and isinstance(value, torch.Tensor):
                 total = total.to(value.device) + lam * value
         return total
 
+    @torch.no_grad()
+    def prox_step(self, lr: float) -> None:
+        """One proximal step of lr·Σ_b λ_b·R̃_b on the γ's: soft-threshold every member of group channel c
+        by lr·∂(Σ λ_b R̃_b)/∂r_c. (A subgradient step instead makes γ oscillate around 0 with amplitude
+        lr·λ·∂R/∂r, which exceeds τ once λ_b has grown, so no channel would ever cross one fixed τ.)"""
+        active = [g for g in self.graph.groups if g.learnable and g.id not in self.held]
+        if not active:
+            return
+        leaves = [g.saliency().detach().clone().requires_grad_(g in active) for g in self.graph.groups]
+        with torch.enable_grad():
+            total = self.penalty(leaves)
+            if not total.requires_grad:
+                return
+            grads = torch.autograd.grad(total, [leaves[g.id] for g in active], allow_unused=True)
+        for group, grad in zip(active, grads, strict=True):
+            if grad is None:
+                continue
+            shrink = (lr * grad).clamp_min(0)
+            for member in group.bns:
+                weight = member.module.weight
+                idx = member.module_idx.to(weight.device)
+                values = weight[idx]
+                amount = shrink[member.group_idx.to(shrink.device)].to(values.device)
+                weight[idx] = values.sign() * (values.abs() - amount).clamp_min(0)
+
     # ------------------------------------------------------------------ control
     @torch.no_grad()
-    def step(self) -> dict[str, dict[str, float]]:
-        """Call after each optimizer step: hold met blocks, detect newly met ones, adapt λ's."""
+    def step(self, lr: float) -> dict[str, dict[str, float]]:
+        """Call after each optimizer step (``lr``: its learning rate): proximal step on the γ's, hold met
+        blocks, detect newly met ones, adapt λ's."""
         self.step_count += 1
+        self.prox_step(lr)
         self._apply_holds()
         alive = self.graph.alive_masks(self.threshold)
         costs = self.costs(alive)
@@ -199,7 +226,9 @@ class BudgetController:
         self._revive_overshoot(name, alive)
         own = {g.id for g in self.graph.groups if g.block == name and g.learnable}
         read = {s.group for op in self.graph.ops if op.block == name for s in op.in_segments + op.out_segments}
-        self.held |= own | {g for g in read if self.graph.groups[g].learnable}
+        alive = self.graph.alive_masks(self.threshold)
+        for gid in own | {g for g in read if self.graph.groups[g].learnable}:
+            self.held.setdefault(gid, alive[gid].clone())
         self._apply_holds()
 
     def _revive_overshoot(self, name: str, alive: list[torch.Tensor]) -> None:
@@ -221,14 +250,14 @@ class BudgetController:
             self._set_saliency(gid, channel, self.threshold * _HOLD_MARGIN)
 
     def _apply_holds(self) -> None:
-        for gid in self.held:
+        for gid, mask in self.held.items():
             group = self.graph.groups[gid]
-            r = group.saliency().detach().cpu()
             for member in group.bns:
                 weight = member.module.weight
-                dead = (r <= self.threshold)[member.group_idx]
+                dead = ~mask[member.group_idx]
                 weight[member.module_idx[dead].to(weight.device)] = 0.0
-            weak = torch.nonzero((r > self.threshold) & (r < self.threshold * _HOLD_MARGIN)).flatten()
+            r = group.saliency().detach().cpu()
+            weak = torch.nonzero(mask & (r < self.threshold * _HOLD_MARGIN)).flatten()
             for channel in weak.tolist():
                 self._set_saliency(gid, channel, self.threshold * _HOLD_MARGIN)
 
@@ -269,7 +298,7 @@ class BudgetController:
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {"states": {n: s.to_dict() for n, s in self.states.items()}, "held": sorted(self.held),
+        return {"states": {n: s.to_dict() for n, s in self.states.items()}, "held": {g: m.clone() for g, m in self.held.items()},
                 "step_count": self.step_count, "prev_alive": [a.clone() for a in self.prev_alive]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -277,7 +306,7 @@ class BudgetController:
             if name in self.states:
                 target = self.states[name]
                 target.lam, target.met, target.met_step = saved["lambda"], saved["met"], saved["met_step"]
-        self.held = set(state["held"])
+        self.held = {int(g): m.clone() for g, m in state["held"].items()}
         self.step_count = int(state["step_count"])
         self.prev_alive = [a.clone() for a in state["prev_alive"]]
 

@@ -29,7 +29,9 @@ def no_weight_decay(name: str, param: nn.Parameter) -> bool:
 
 
 class StructureObjective(nn.Module):
-    """Wraps a base objective and adds the budget controller's penalty Σ_b λ_b·R̃_b."""
+    """Wraps a base objective and reports the penalty Σ_b λ_b·R̃_b; the penalty is minimised by the
+    callback's proximal step on the γ's (see :meth:`BudgetController.prox_step`), so its value is added
+    to the loss detached."""
 
     def __init__(self, base: nn.Module, controller: BudgetController) -> None:
         super().__init__()
@@ -38,8 +40,9 @@ class StructureObjective(nn.Module):
 
     def forward(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor):
         loss, logits, metrics = self.base(model, images, targets)
-        penalty = self.controller.penalty()
-        return loss + penalty.to(loss.device), logits, {**metrics, "structure_penalty": float(penalty)}
+        with torch.no_grad():
+            penalty = float(self.controller.penalty())
+        return loss + penalty, logits, {**metrics, "structure_penalty": penalty}
 
     def extra_parameters(self) -> list[nn.Parameter]:
         extra = getattr(self.base, "extra_parameters", None)
@@ -60,7 +63,7 @@ class BudgetCallback:
         self.log: list[dict[str, Any]] = []
 
     def on_step_end(self, trainer, step: int) -> None:
-        self.controller.step()
+        self.controller.step(trainer.optimizer.param_groups[0]["lr"])
 
     def on_epoch_end(self, trainer, epoch: int, metrics: dict) -> dict:
         extra = self.controller.epoch_metrics()
