@@ -12,7 +12,10 @@ so a task whose search space was exhausted early is not tuned again.
 
 Traps handled (DESIGN.md §3): the builder's workers would import ``tvm.s_tir.tensor_intrin`` (~50 s)
 on every batch and time out; :func:`register_fast_build` registers a build function without it in each
-worker (passed as the builder's ``initializer``/``f_build``), and the timeout is raised to 120 s.
+worker (passed as the builder's ``initializer``/``f_build``), and the timeout is raised to 120 s. The
+same import also runs once in this process when MetaSchedule creates its tune contexts (~100 s on this
+loaded 2-core machine, mostly CUDA/RISC-V intrinsics); :func:`_import_cpu_tensor_intrinsics` registers
+only the intrinsics of the target's CPU family (x86: ~1 s) before that happens.
 
 Measurement: ``local`` (the host target) runs candidates on this machine. Other targets need a
 measurement backend on the board; add one to :data:`MEASURE_BACKENDS` (e.g. MetaSchedule's
@@ -22,6 +25,7 @@ measurement backend on the board; add one to :data:`MEASURE_BACKENDS` (e.g. Meta
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import math
 import time
@@ -85,6 +89,39 @@ def register_fast_build() -> None:
     tvm_ffi.register_global_func(FAST_BUILD_FUNC, build, override=True)
 
 
+def _import_cpu_tensor_intrinsics(arch: str) -> None:
+    """Register only the CPU tensor intrinsics MetaSchedule's CPU rules can use, not all of them.
+
+    ``TuneContext`` imports ``tvm.s_tir.tensor_intrin``, whose ``__init__`` builds every intrinsic of every
+    backend. Pre-seeding the package as a bare namespace and importing just ``x86`` or ``arm_cpu`` gives
+    the CPU rules what they look up by name. Once seeded, this process keeps the light package.
+    """
+    import importlib
+    import importlib.util
+    import sys
+    import types
+
+    name = "tvm.s_tir.tensor_intrin"
+    if name not in sys.modules:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            return
+        package = types.ModuleType(name)
+        package.__path__ = list(spec.submodule_search_locations)
+        package.__spec__ = spec
+        sys.modules[name] = package
+    importlib.import_module(f"{name}.{'arm_cpu' if arch == 'aarch64' else 'x86'}")
+
+
+def _search_strategy(per_task: int) -> Any:
+    """Evolutionary search sized to the budget: small budgets do not pay for a 512-schedule population."""
+    from tvm.s_tir import meta_schedule as ms
+
+    population = min(512, max(64, 32 * per_task))  # 512 is MetaSchedule's default
+    return ms.search_strategy.EvolutionarySearch(population_size=population,
+                                                 genetic_num_iters=4 if per_task >= 16 else 2)
+
+
 def _local_runner(profile: TargetProfile) -> Any:
     from tvm.s_tir import meta_schedule as ms
 
@@ -117,9 +154,10 @@ def _locked(directory: Path) -> Iterator[None]:
 
 
 def _task_key(task: Any, target: Any) -> str:
-    import tvm
+    import tvm_ffi
 
-    return f"{tvm.ir.structural_hash(task.dispatched[0]):x}-{tvm.ir.structural_hash(target):x}"
+    target_digest = hashlib.sha256(str(target).encode()).hexdigest()[:16]
+    return f"{tvm_ffi.structural_hash(task.dispatched[0]) & (2**64 - 1):016x}-{target_digest}"
 
 
 def _read_ledger(directory: Path) -> dict[str, dict[str, Any]]:
@@ -169,7 +207,9 @@ def _run_tuning(tasks: list[Any], per_task: int, directory: Path, database: Any,
     runner = _measure_backend(profile)
     builder = ms.builder.LocalBuilder(timeout_sec=BUILD_TIMEOUT_S, initializer=register_fast_build,
                                       f_build=FAST_BUILD_FUNC)
-    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(tasks, str(directory))
+    _import_cpu_tensor_intrinsics(profile.arch)
+    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+        tasks, str(directory), strategy=_search_strategy(per_task))
     try:
         ms.tune.tune_tasks(
             tasks=contexts, task_weights=weights, work_dir=str(directory),

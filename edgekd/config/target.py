@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from edgekd.config.loading import load_yaml, resolve_named, validate
 from edgekd.errors import ConfigError
@@ -131,7 +131,12 @@ class TargetProfile(_Strict):
     power_sensors: list[PowerSensor] = Field(default_factory=list)
     roofline: Roofline
     notes: list[str] = Field(default_factory=list)
-    source: str | None = Field(default=None, exclude=True)
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> str | None:
+        """The YAML file this profile was loaded from (None when built in code)."""
+        return self._source
 
     @model_validator(mode="after")
     def _consistent(self) -> TargetProfile:
@@ -171,7 +176,8 @@ def load_target(name_or_path: str | Path) -> TargetProfile:
     profile = validate(TargetProfile, load_yaml(path), str(path))
     if path.stem != profile.name:
         raise ConfigError(f"{path}: name={profile.name!r}: must equal the file name {path.stem!r}")
-    return profile.model_copy(update={"source": str(path)})
+    profile._source = str(path)
+    return profile
 
 
 def list_targets() -> list[TargetProfile]:
