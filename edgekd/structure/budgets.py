@@ -298,7 +298,8 @@ class BudgetController:
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {"states": {n: s.to_dict() for n, s in self.states.items()}, "held": {g: m.clone() for g, m in self.held.items()},
+        return {"states": {n: s.to_dict() for n, s in self.states.items()},
+                "held": {g: m.clone() for g, m in self.held.items()},
                 "step_count": self.step_count, "prev_alive": [a.clone() for a in self.prev_alive]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
