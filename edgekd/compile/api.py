@@ -158,7 +158,7 @@ def compile_model(model: object, target: str | Path | TargetProfile, out_dir: st
     from edgekd.compile.runner import RUNNER_NAME, build_runner
     from edgekd.compile.runtime_libs import get_runtime_libs
     from edgekd.compile.toolchains import get_toolchain
-    from edgekd.compile.tuning import tune_module
+    from edgekd.compile.tuning import ensure_measurable, tune_module
 
     options = options or CompileOptions()
     trials = options.tune_trials if tune_trials is None else tune_trials
@@ -168,6 +168,8 @@ def compile_model(model: object, target: str | Path | TargetProfile, out_dir: st
     timings: dict[str, float] = {}
     profile = load_target(target) if not isinstance(target, TargetProfile) else target
     toolchain = get_toolchain(profile)  # fail fast on a missing compiler/NDK, before any heavy work
+    if trials > 0:
+        ensure_measurable(profile)
     runtime = get_runtime_libs(profile) if options.runner else None
     resolved = _resolve_model(model, options)
     example, reference = _reference(resolved)

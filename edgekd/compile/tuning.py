@@ -40,7 +40,7 @@ from edgekd.config.target import TargetProfile
 from edgekd.errors import CompileError, ToolchainError
 from edgekd.paths import cache_dir
 
-__all__ = ["TuningResult", "database_dir", "tune_module", "register_fast_build", "FAST_BUILD_FUNC",
+__all__ = ["TuningResult", "database_dir", "tune_module", "ensure_measurable", "register_fast_build", "FAST_BUILD_FUNC",
            "MEASURE_BACKENDS", "BUILD_TIMEOUT_S"]
 
 FAST_BUILD_FUNC = "edgekd.meta_schedule.build"
@@ -131,14 +131,19 @@ def _local_runner(profile: TargetProfile) -> Any:
 MEASURE_BACKENDS: dict[str, Callable[[TargetProfile], Any]] = {"local": _local_runner}
 
 
-def _measure_backend(profile: TargetProfile) -> Any:
-    backend = "local" if profile.is_host else None
+def ensure_measurable(profile: TargetProfile) -> str:
+    """The measurement backend name for ``profile``.
+
+    Raises:
+        ToolchainError: no backend can measure candidates for this target from here.
+    """
+    backend = "local" if profile.is_host else "remote"
     if backend not in MEASURE_BACKENDS:
         raise ToolchainError(
             f"target {profile.name}: tuning measures candidates on the board, and remote measurement is not "
             f"implemented yet (only the host target measures locally); compile without --tune-trials"
         )
-    return MEASURE_BACKENDS[backend](profile)
+    return backend
 
 
 @contextmanager
@@ -204,7 +209,7 @@ def tune_module(mod: Any, target: Any, profile: TargetProfile, trials: int) -> T
 def _run_tuning(tasks: list[Any], per_task: int, directory: Path, database: Any, profile: TargetProfile) -> None:
     from tvm.s_tir import meta_schedule as ms
 
-    runner = _measure_backend(profile)
+    runner = MEASURE_BACKENDS[ensure_measurable(profile)](profile)
     builder = ms.builder.LocalBuilder(timeout_sec=BUILD_TIMEOUT_S, initializer=register_fast_build,
                                       f_build=FAST_BUILD_FUNC)
     _import_cpu_tensor_intrinsics(profile.arch)
@@ -214,7 +219,7 @@ def _run_tuning(tasks: list[Any], per_task: int, directory: Path, database: Any,
         ms.tune.tune_tasks(
             tasks=contexts, task_weights=weights, work_dir=str(directory),
             max_trials_global=per_task * len(contexts), max_trials_per_task=per_task,
-            num_trials_per_iter=min(64, per_task), builder=builder, runner=runner, database=database,
+            num_trials_per_iter=min(64, max(4, per_task // 2)), builder=builder, runner=runner, database=database,
         )
     except Exception as err:  # tvm raises its own error types
         raise CompileError(f"MetaSchedule tuning failed: {str(err).strip().splitlines()[-1][:300]}") from None

@@ -1,0 +1,250 @@
+#!/usr/bin/env python
+"""Host runtime benchmark: untuned TVM, tuned TVM, PyTorch eager and ONNX Runtime on the same networks.
+
+Networks (batch 1, 3x32x32, random weights with calibrated BatchNorm statistics — latency does not depend on
+the weight values, and calibration keeps activations away from denormals):
+dense MobileNetV2-CIFAR, a compressed MobileNetV2-CIFAR (``--compressed PATH`` to a saved model, else the
+uniformly thinned width 0.5 stand-in) and ResNet-56. All runtimes use the same thread count. TVM latency is
+measured by the artifact's own ``edgekd-runner`` (the binary shipped to boards); PyTorch and ONNX Runtime by
+the same protocol in Python (warm-up >= 1 run and >= 0.5 s, then >= 50 runs and >= 1 s; TFLite-style stats).
+
+Outputs: ``<out>/results.json`` (rewritten after every step, so a partial run is readable) and the
+``## Runtime`` section of docs/benchmarks.md (only that section is replaced). Example::
+
+    nice -n 10 python scripts/bench_runtime.py --trials-per-task 32 --out runs/bench-runtime
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from edgekd.atomic import atomic_write_json, atomic_write_text  # noqa: E402
+from edgekd.compile import CompileOptions, compile_model, read_manifest  # noqa: E402
+from edgekd.models import create_model  # noqa: E402
+
+WARMUP_SECONDS, MIN_RUNS, MIN_SECONDS = 0.5, 50, 1.0
+SECTION_START, SECTION_END = "## Runtime", "<!-- end: Runtime -->"
+
+
+@dataclass(frozen=True)
+class Network:
+    key: str
+    label: str
+    build: object  # () -> nn.Module
+    tasks_hint: int
+
+
+def calibrated(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random BN affine parameters and running stats calibrated on random inputs (non-vanishing activations)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.weight.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(module.num_features, generator=generator) * 0.2)
+                module.reset_running_stats()
+                module.momentum = None
+        model.train()
+        for _ in range(2):
+            model(torch.randn(16, 3, 32, 32, generator=generator))
+    return model.eval()
+
+
+def networks(compressed: str | None) -> list[Network]:
+    def zoo(name: str, **kwargs) -> nn.Module:
+        torch.manual_seed(0)
+        return calibrated(create_model(name, num_classes=10, **kwargs))
+
+    def compressed_model() -> nn.Module:
+        if compressed:
+            from edgekd.models.io import load_model
+
+            return load_model(compressed).model.eval()
+        return zoo("mobilenetv2_cifar", width_mult=0.5)
+
+    label = f"MobileNetV2-CIFAR compressed ({compressed})" if compressed else \
+        "MobileNetV2-CIFAR x0.5 (thinned stand-in for a compressed model)"
+    return [
+        Network("mbv2", "MobileNetV2-CIFAR (dense)", lambda: zoo("mobilenetv2_cifar"), 33),
+        Network("resnet56", "ResNet-56", lambda: zoo("resnet56_cifar"), 12),
+        Network("mbv2_compressed", label, compressed_model, 33),
+    ]
+
+
+def stats(samples_ms: list[float]) -> dict[str, float]:
+    values = np.sort(np.asarray(samples_ms))
+
+    def rank(q: float) -> float:
+        return float(values[max(1, min(len(values), int(np.ceil(q * len(values))))) - 1])
+
+    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            "min": float(values[0]), "p50": rank(0.5), "p90": rank(0.9), "p95": rank(0.95), "p99": rank(0.99),
+            "max": float(values[-1]), "runs": len(values)}
+
+
+def time_callable(run) -> dict[str, float]:
+    start = time.perf_counter()
+    run()
+    while time.perf_counter() - start < WARMUP_SECONDS:
+        run()
+    samples: list[float] = []
+    timed_start = time.perf_counter()
+    while len(samples) < MIN_RUNS or time.perf_counter() - timed_start < MIN_SECONDS:
+        begin = time.perf_counter()
+        run()
+        samples.append((time.perf_counter() - begin) * 1e3)
+    return stats(samples)
+
+
+def bench_torch(model: nn.Module, example: np.ndarray, threads: int) -> dict[str, float]:
+    torch.set_num_threads(threads)
+    tensor = torch.from_numpy(example)
+    with torch.inference_mode():
+        return time_callable(lambda: model(tensor))
+
+
+def bench_onnxruntime(onnx_path: Path, example: np.ndarray, threads: int) -> dict[str, float]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    return time_callable(lambda: session.run(None, {"x": example}))
+
+
+def bench_tvm(artifact: Path, threads: int) -> dict[str, float]:
+    manifest = read_manifest(artifact)
+    command = [str(artifact / manifest.runner), "--model", str(artifact / manifest.library),
+               "--input", str(artifact / manifest.input.file), "--shape", ",".join(map(str, manifest.input.shape)),
+               "--threads", str(threads), "--warmup-seconds", str(WARMUP_SECONDS), "--runs", str(MIN_RUNS),
+               "--min-seconds", str(MIN_SECONDS), "--output-file", str(artifact / "runner_output.bin")]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    report = json.loads(result.stdout)
+    reference = np.fromfile(artifact / manifest.output.file, np.float32)
+    got = np.fromfile(artifact / "runner_output.bin", np.float32)
+    return report["latency_ms"] | {"runs": report["runs"], "max_abs_err": float(np.abs(got - reference).max())}
+
+
+def render(results: dict) -> str:
+    lines = [SECTION_START, "",
+             f"Host: {results['host']}, {results['threads']} threads for every runtime, batch 1, 3x32x32 float32. "
+             "Latency in ms, TFLite-style protocol (warm-up >= 1 run and >= 0.5 s; then >= 50 runs and >= 1 s). "
+             "TVM is timed by the artifact's `edgekd-runner`; PyTorch eager and ONNX Runtime in Python. "
+             "The machine is shared (2 cores, other jobs running): compare rows measured in the same run.", "",
+             f"Command: `{results['command']}`", "",
+             "| network | runtime | mean | p50 | p90 | p99 | std | tuned trials (per task) | tuning time |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for net in results["networks"]:
+        for runtime, row in net["runtimes"].items():
+            tuning = row.get("tuning")
+            trials = f"{tuning['trials']} ({tuning['per_task']})" if tuning else ""
+            seconds = f"{tuning['seconds'] / 60:.1f} min" if tuning else ""
+            lines.append(f"| {net['label']} | {runtime} | {row['mean']:.3f} | {row['p50']:.3f} | {row['p90']:.3f} "
+                         f"| {row['p99']:.3f} | {row['std']:.3f} | {trials} | {seconds} |")
+    lines.append("")
+    for net in results["networks"]:
+        rt = net["runtimes"]
+        if "TVM tuned" in rt and "ONNX Runtime" in rt:
+            ratio = rt["TVM tuned"]["mean"] / rt["ONNX Runtime"]["mean"]
+            tuning = rt["TVM tuned"]["tuning"]
+            untuned_ratio = rt["TVM untuned"]["mean"] / rt["ONNX Runtime"]["mean"]
+            lines.append(f"- {net['label']}: tuned TVM / ONNX Runtime = **{ratio:.2f}** "
+                         f"(untuned TVM / ONNX Runtime = {untuned_ratio:.1f}); "
+                         f"{tuning['tasks']} tasks, {tuning['tasks_tuned']} tuned, {tuning['tasks_reused']} reused "
+                         f"from the target's database.")
+    if results.get("reuse"):
+        reuse = results["reuse"]
+        lines.append(f"- Database reuse: recompiling {reuse['network']} with the same `--tune-trials` took "
+                     f"{reuse['second_s']:.1f} s vs {reuse['first_s']:.1f} s the first time "
+                     f"({100 * reuse['second_s'] / reuse['first_s']:.1f}%), {reuse['measured']} new measurements.")
+    lines += ["", SECTION_END, ""]
+    return "\n".join(lines)
+
+
+def write_docs(results: dict, docs: Path) -> None:
+    section = render(results)
+    text = docs.read_text() if docs.is_file() else "# Benchmarks\n\n"
+    if SECTION_START in text and SECTION_END in text:
+        before, rest = text.split(SECTION_START, 1)
+        after = rest.split(SECTION_END, 1)[1].lstrip("\n")
+        text = before + section + after
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    atomic_write_text(docs, text)
+
+
+def host_description() -> str:
+    import platform
+
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor()
+    return f"{model} ({os.cpu_count()} logical CPUs)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-runtime")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--trials-per-task", type=int, default=32,
+                        help="tuning budget per task; --tune-trials passed to compile = this x the task estimate")
+    parser.add_argument("--networks", default="mbv2,resnet56,mbv2_compressed")
+    parser.add_argument("--compressed", default=None, help="saved compact model (run dir or .pt)")
+    parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args(argv)
+    os.environ["TVM_NUM_THREADS"] = str(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = {"host": host_description(), "threads": args.threads, "networks": [],
+               "command": "python scripts/bench_runtime.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    wanted = args.networks.split(",")
+    for net in [n for n in networks(args.compressed) if n.key in wanted]:
+        print(f"== {net.label}", flush=True)
+        model = net.build()
+        entry = {"key": net.key, "label": net.label, "runtimes": {}}
+        results["networks"].append(entry)
+        untuned = compile_model(model, "host", args.out / f"{net.key}-untuned", CompileOptions(model_name=net.key))
+        example = np.fromfile(untuned.path / "input.bin", np.float32).reshape(untuned.manifest.input.shape)
+        entry["runtimes"]["PyTorch eager"] = bench_torch(model, example, args.threads)
+        entry["runtimes"]["ONNX Runtime"] = bench_onnxruntime(untuned.path / "model.onnx", example, args.threads)
+        entry["runtimes"]["TVM untuned"] = bench_tvm(untuned.path, args.threads)
+        atomic_write_json(args.out / "results.json", results)
+        write_docs(results, args.docs)
+        print(json.dumps(entry, indent=1), flush=True)
+        trials = args.trials_per_task * net.tasks_hint
+        tuned = compile_model(model, "host", args.out / f"{net.key}-tuned",
+                              CompileOptions(model_name=net.key, tune_trials=trials, onnx=False))
+        tuning = tuned.manifest.tuning
+        entry["runtimes"]["TVM tuned"] = bench_tvm(tuned.path, args.threads) | {"tuning": {
+            "trials": tuning.trials, "per_task": tuning.trials // max(1, tuning.tasks_tuned),
+            "seconds": tuning.seconds, "tasks": tuning.tasks, "tasks_tuned": tuning.tasks_tuned,
+            "tasks_reused": tuning.tasks_reused, "compile_s": tuned.seconds}}
+        if net.key == "mbv2" and "reuse" not in results:
+            again = compile_model(model, "host", args.out / f"{net.key}-tuned-again",
+                                  CompileOptions(model_name=net.key, tune_trials=trials, onnx=False))
+            results["reuse"] = {"network": net.label, "first_s": tuned.seconds, "second_s": again.seconds,
+                                "measured": again.tuning_measured}
+        atomic_write_json(args.out / "results.json", results)
+        write_docs(results, args.docs)
+        print(json.dumps(entry, indent=1), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
