@@ -55,7 +55,8 @@ def test_global_budget_is_one_block_over_everything():
     graph = trace_groups(create_model("resnet20_cifar"))
     controller = BudgetController(graph, StructureConfig(global_budget=GlobalBudget(flops=0.5)))
     assert list(controller.states) == ["global"]
-    assert controller.states["global"].budget["flops"] == pytest.approx(0.5 * controller.states["global"].dense["flops"])
+    state = controller.states["global"]
+    assert state.budget["flops"] == pytest.approx(0.5 * state.dense["flops"])
 
 
 def test_lambda_grows_while_over_budget_and_state_round_trips():
