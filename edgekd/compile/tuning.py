@@ -10,7 +10,9 @@ most layer shapes with the dense one) reuses every task already tuned with at le
 task; only the rest are measured. A ledger (``edgekd_tasks.json``) records the trials given to each task,
 so a task whose search space was exhausted early is not tuned again.
 
-Traps handled (DESIGN.md §3): the builder's workers would import ``tvm.s_tir.tensor_intrin`` (~50 s)
+Traps handled (DESIGN.md §3): tuning needs psutil, cloudpickle, tornado and xgboost (in
+requirements.lock); apache-tvm-ffi 0.1.15.x segfaults, so :func:`ensure_measurable` refuses it up front;
+the builder's workers would import ``tvm.s_tir.tensor_intrin`` (~50 s)
 on every batch and time out; :func:`register_fast_build` registers a build function without it in each
 worker (passed as the builder's ``initializer``/``f_build``), and the timeout is raised to 120 s. The
 same import also runs once in this process when MetaSchedule creates its tune contexts (~100 s on this
@@ -44,6 +46,9 @@ __all__ = ["TuningResult", "database_dir", "tune_module", "ensure_measurable", "
            "MEASURE_BACKENDS", "BUILD_TIMEOUT_S"]
 
 FAST_BUILD_FUNC = "edgekd.meta_schedule.build"
+# Measured here (DESIGN.md §3): MetaSchedule segfaults in tvm::ffi::ToJSONGraph with these tvm-ffi releases.
+KNOWN_BAD_TVM_FFI = ("0.1.15",)
+GOOD_TVM_FFI = "0.1.14.post0"
 BUILD_TIMEOUT_S = 120
 LEDGER_NAME = "edgekd_tasks.json"
 
@@ -137,6 +142,14 @@ def ensure_measurable(profile: TargetProfile) -> str:
     Raises:
         ToolchainError: no backend can measure candidates for this target from here.
     """
+    from edgekd.compile.runtime_libs import host_versions
+
+    ffi_version = host_versions()[1]
+    if ffi_version.startswith(KNOWN_BAD_TVM_FFI):
+        raise ToolchainError(
+            f"apache-tvm-ffi {ffi_version} crashes MetaSchedule tuning (segfault in ToJSONGraph); "
+            f"install apache-tvm-ffi=={GOOD_TVM_FFI} (requirements.lock) or compile without --tune-trials"
+        )
     backend = "local" if profile.is_host else "remote"
     if backend not in MEASURE_BACKENDS:
         raise ToolchainError(
