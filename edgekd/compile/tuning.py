@@ -49,6 +49,7 @@ FAST_BUILD_FUNC = "edgekd.meta_schedule.build"
 # Measured here (DESIGN.md §3): MetaSchedule segfaults in tvm::ffi::ToJSONGraph with these tvm-ffi releases.
 KNOWN_BAD_TVM_FFI = ("0.1.15",)
 GOOD_TVM_FFI = "0.1.14.post0"
+TUNING_PACKAGES = ("psutil", "cloudpickle", "tornado", "xgboost")  # the wheel's meta-schedule extra
 BUILD_TIMEOUT_S = 120
 LEDGER_NAME = "edgekd_tasks.json"
 
@@ -142,8 +143,16 @@ def ensure_measurable(profile: TargetProfile) -> str:
     Raises:
         ToolchainError: no backend can measure candidates for this target from here.
     """
+    import importlib.util
+
     from edgekd.compile.runtime_libs import host_versions
 
+    missing = [name for name in TUNING_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ToolchainError(
+            f"MetaSchedule tuning needs {', '.join(missing)}; install them with "
+            f"'pip install {' '.join(missing)}' (they are in requirements.lock)"
+        )
     ffi_version = host_versions()[1]
     if ffi_version.startswith(KNOWN_BAD_TVM_FFI):
         raise ToolchainError(
