@@ -136,12 +136,17 @@ def trace_groups(model: nn.Module, input_shape: Sequence[int] = (1, 3, 32, 32)) 
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     example = torch.randn((1, *tuple(input_shape)[1:]), device=device)
     was_training = model.training
+    frozen = [p for p in model.parameters() if not p.requires_grad]
     model.eval()
     try:
+        for param in frozen:  # Torch-Pruning silently skips layers whose weights need no grad
+            param.requires_grad_(True)
         dep = tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
         hw = _spatial_sizes(model, example)
     finally:
         model.train(was_training)
+        for param in frozen:
+            param.requires_grad_(False)
     names = {m: n for n, m in model.named_modules()}
     order = {n: i for i, (n, _) in enumerate(model.named_modules())}
     ops = {names[m]: _op_info(names[m], m, hw, order[names[m]]) for m in model.modules()

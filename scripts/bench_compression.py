@@ -1,0 +1,234 @@
+"""Honest compression baselines on CIFAR-10 at CPU scale, beside edgekd.
+
+    .venv/bin/python scripts/bench_compression.py [--data ../shared/data] [--out runs/bench_compression]
+                                                  [--seeds 0 1 2] [--steps 300] [--report-only]
+
+Methods (MobileNetV2-CIFAR ×0.5 teacher, 2× FLOP reduction, every student gets the same number of
+optimizer steps, 2·STEPS, batch 64):
+
+* ``edgekd``            — student = teacher; STEPS structure learning with KD and per-stage budgets
+                          (stages 2..7, one fraction chosen so the whole network is at 0.5× FLOPs), prune,
+                          STEPS finetuning with KD.
+* ``uniform_kd``        — uniform width multiplier at matched FLOPs, 2·STEPS with KD from scratch.
+* ``uniform``           — the same without KD.
+* ``morphnet_nokd``     — MorphNet: one global λ-controlled FLOP budget, cross-entropy only, STEPS
+                          learning, then the learned widths retrained from scratch for STEPS.
+
+Each finished cell is written to ``OUT/cells/<method>-s<seed>.json`` (a rerun skips it), and the table
+(test accuracy on the held-out split 40000..49999, FLOPs, params, wall time; mean ± std over seeds) is
+rewritten into the ``## Compression`` section of ``docs/benchmarks.md`` after every cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edgekd.atomic import atomic_write_json, atomic_write_text  # noqa: E402
+from edgekd.config.recipe import (  # noqa: E402
+    BlockBudget,
+    DataConfig,
+    DistillConfig,
+    GlobalBudget,
+    PhaseConfig,
+    StructureConfig,
+    TrainingConfig,
+)
+from edgekd.data import build_loaders  # noqa: E402
+from edgekd.learn.distill import CrossEntropyObjective, DistillationObjective  # noqa: E402
+from edgekd.learn.engine import Trainer, evaluate, seed_everything  # noqa: E402
+from edgekd.models import create_model  # noqa: E402
+from edgekd.models.counting import count_model  # noqa: E402
+from edgekd.models.io import ModelArch, load_model, save_model  # noqa: E402
+from edgekd.structure.budgets import KINDS  # noqa: E402
+from edgekd.structure.costs import block_costs  # noqa: E402
+from edgekd.structure.learner import StructureLearner, no_weight_decay  # noqa: E402
+from edgekd.structure.prune import final_masks, prune_model  # noqa: E402
+
+TEACHER = ("mobilenetv2_cifar", {"width_mult": 0.5})
+METHODS = ("edgekd", "uniform_kd", "uniform", "morphnet_nokd")
+TARGET = 0.5  # FLOPs of the student / FLOPs of the dense teacher
+SECTION = "## Compression"
+
+
+def training_cfg(steps: int, lr: float, schedule: str) -> TrainingConfig:
+    return TrainingConfig(epochs=1, lr=lr, schedule=schedule, max_steps_per_epoch=steps, weight_decay=4e-5,
+                          channels_last=True, warmup_epochs=0)
+
+
+def teacher_model(args, loaders) -> nn.Module:
+    path = args.out / "teacher" / "model.pt"
+    if path.exists():
+        return load_model(path).model
+    seed_everything(0)
+    model = create_model(TEACHER[0], **TEACHER[1])
+    epochs = max(1, args.teacher_steps // len(loaders.train))
+    cfg = TrainingConfig(epochs=epochs, lr=0.1, schedule="onecycle", weight_decay=4e-5, channels_last=True,
+                         max_steps_per_epoch=min(len(loaders.train), args.teacher_steps))
+    trainer = Trainer(model, loaders, cfg, args.out / "teacher", objective=CrossEntropyObjective(), resume=True)
+    trainer.fit()
+    model = trainer.model.cpu().to(memory_format=torch.contiguous_format).eval()
+    save_model(path, model, ModelArch(TEACHER[0], TEACHER[1]))
+    return model
+
+
+def uniform_width(teacher_flops: int) -> float:
+    """The width multiplier whose FLOPs are closest to TARGET × the teacher's."""
+    best = min((abs(count_model(create_model(TEACHER[0], width_mult=w / 1000)).flops / teacher_flops - TARGET), w)
+               for w in range(250, 500, 5))
+    return best[1] / 1000
+
+
+def stage_blocks(teacher: nn.Module, teacher_flops: int) -> list[BlockBudget]:
+    """Stages 2..7 with one fraction so that the whole network lands at TARGET × FLOPs."""
+    stages = {k: v for k, v in teacher.stage_modules().items() if k not in ("stem", "stage1", "head")}
+    blocks = [BlockBudget(name=k, modules=v, flops=1.0) for k, v in stages.items()]
+    probe = StructureLearner(copy.deepcopy(teacher).requires_grad_(True), StructureConfig(blocks=blocks))
+    dense = [torch.ones(g.size, dtype=torch.bool) for g in probe.graph.groups]
+    costs = block_costs(probe.graph, KINDS["flops"], dense)
+    covered = sum(costs.get(k, 0.0) for k in stages)
+    fraction = (TARGET * teacher_flops - (teacher_flops - covered)) / covered
+    return [BlockBudget(name=k, modules=v, flops=round(fraction, 4)) for k, v in stages.items()]
+
+
+def kd(teacher, student):
+    return DistillationObjective(teacher, DistillConfig(temperature=4.0, alpha=0.9), student,
+                                 torch.zeros(1, 3, 32, 32))
+
+
+def train(model, loaders, steps, objective, run_dir, lr=0.05, schedule="cosine", callbacks=(), nwd=None):
+    trainer = Trainer(model, loaders, training_cfg(steps, lr, schedule), run_dir, objective=objective,
+                      callbacks=callbacks, no_weight_decay=nwd, description=run_dir.name)
+    trainer.fit()
+    return trainer.model.cpu().to(memory_format=torch.contiguous_format).eval()
+
+
+def learn_and_prune(student, loaders, structure, objective_base, steps, run_dir):
+    learner = StructureLearner(student, structure)
+    no_val = copy.copy(loaders)
+    no_val.val = None
+    train(student, no_val, steps, learner.objective(objective_base), run_dir, lr=0.02, schedule="constant",
+          callbacks=[learner.callback], nwd=no_weight_decay)
+    masks = final_masks(learner.graph, structure.threshold, structure.round_to)
+    return prune_model(student.eval(), learner.graph, masks).model
+
+
+def reinitialise(model: nn.Module) -> nn.Module:
+    for module in model.modules():
+        if hasattr(module, "reset_parameters") and module is not model:
+            module.reset_parameters()
+    return model
+
+
+def run_cell(method, seed, args, loaders, teacher, teacher_flops):
+    seed_everything(seed)
+    run_dir = args.out / "runs" / f"{method}-s{seed}"
+    steps = args.steps
+    started = time.perf_counter()
+    if method == "edgekd":
+        structure = StructureConfig(blocks=stage_blocks(teacher, teacher_flops), lambda_rate=0.5, update_every=5,
+                                    learn=PhaseConfig(epochs=1), finetune=PhaseConfig(epochs=1))
+        student = copy.deepcopy(teacher).requires_grad_(True)  # KD objectives freeze the teacher's grads
+        pruned = learn_and_prune(student, loaders, structure, kd(teacher, student), steps, run_dir / "learn")
+        final = train(pruned, loaders, steps, kd(teacher, pruned), run_dir / "finetune", lr=0.02)
+    elif method in ("uniform", "uniform_kd"):
+        student = create_model(TEACHER[0], width_mult=uniform_width(teacher_flops))
+        objective = kd(teacher, student) if method == "uniform_kd" else CrossEntropyObjective()
+        final = train(student, loaders, 2 * steps, objective, run_dir / "train")
+    else:
+        structure = StructureConfig(global_budget=GlobalBudget(flops=TARGET), default="free", lambda_rate=0.5,
+                                    update_every=5)
+        student = copy.deepcopy(teacher).requires_grad_(True)  # KD objectives freeze the teacher's grads
+        pruned = learn_and_prune(student, loaders, structure, CrossEntropyObjective(), steps, run_dir / "learn")
+        final = train(reinitialise(pruned), loaders, steps, CrossEntropyObjective(), run_dir / "retrain")
+    count = count_model(final)
+    return {"method": method, "seed": seed, "test_acc": evaluate(final, loaders.test).acc, "flops": count.flops,
+            "params": count.params, "flops_ratio": count.flops / teacher_flops, "optimizer_steps": 2 * steps,
+            "seconds": time.perf_counter() - started}
+
+
+def fmt(values, scale=1.0, digits=2):
+    if not values:
+        return "-"
+    mean = statistics.mean(values) * scale
+    std = statistics.stdev(values) * scale if len(values) > 1 else 0.0
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def write_report(args, teacher_row):
+    cells = [json.loads(p.read_text()) for p in sorted((args.out / "cells").glob("*.json"))]
+    lines = [SECTION, "",
+             f"CPU scale: teacher {TEACHER[0]} x{TEACHER[1]['width_mult']} trained {args.teacher_steps} steps; every "
+             f"student {2 * args.steps} optimizer steps at batch 64 on {args.train_subset} CIFAR-10 training images; "
+             "test = held-out images 40000..49999 (subset below). Target: 2x fewer FLOPs than the teacher.", "",
+             f"Command: `nice -n 10 .venv/bin/python scripts/bench_compression.py --steps {args.steps} "
+             f"--train-subset {args.train_subset} --test-subset {args.test_subset}`", "",
+             "| method | seeds | test acc (%) | FLOPs (M) | FLOPs / teacher | params (k) | wall time (s) |",
+             "|---|---|---|---|---|---|---|"]
+    if teacher_row:
+        lines.append(f"| dense teacher | 1 | {100 * teacher_row['test_acc']:.2f} | {teacher_row['flops'] / 1e6:.2f} | "
+                     f"1.000 | {teacher_row['params'] / 1e3:.1f} | - |")
+    for method in METHODS:
+        rows = [c for c in cells if c["method"] == method]
+        if rows:
+            lines.append(f"| {method} | {len(rows)} | {fmt([r['test_acc'] for r in rows], 100)} | "
+                         f"{fmt([r['flops'] for r in rows], 1e-6)} | {fmt([r['flops_ratio'] for r in rows], 1, 3)} | "
+                         f"{fmt([r['params'] for r in rows], 1e-3, 1)} | {fmt([r['seconds'] for r in rows], 1, 0)} |")
+    lines.append("")
+    path = ROOT / "docs" / "benchmarks.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    before, _, after = text.partition(SECTION)
+    rest = after.split("\n## ", 1)
+    tail = ("\n## " + rest[1]) if len(rest) > 1 else ""
+    atomic_write_text(path, before.rstrip() + "\n\n" + "\n".join(lines) + tail)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_compression")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--teacher-steps", type=int, default=1500)
+    parser.add_argument("--train-subset", type=int, default=20000)
+    parser.add_argument("--test-subset", type=int, default=2000)
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    data = DataConfig(dataset="cifar10", root=args.data, val_size=1000, train_subset=args.train_subset,
+                      test_subset=args.test_subset, batch_size=64, workers=0)
+    loaders = build_loaders(data, 0)
+    teacher_file = args.out / "teacher.json"
+    if args.report_only:
+        write_report(args, json.loads(teacher_file.read_text()) if teacher_file.exists() else None)
+        return
+    teacher = teacher_model(args, loaders).eval()
+    count = count_model(teacher)
+    if not teacher_file.exists():
+        atomic_write_json(teacher_file, {"test_acc": evaluate(teacher, loaders.test).acc, "flops": count.flops,
+                                         "params": count.params})
+    teacher_row = json.loads(teacher_file.read_text())
+    for seed in args.seeds:
+        for method in METHODS:
+            cell = args.out / "cells" / f"{method}-s{seed}.json"
+            if cell.exists():
+                continue
+            row = run_cell(method, seed, args, loaders, teacher, count.flops)
+            atomic_write_json(cell, row)
+            print(json.dumps(row), flush=True)
+            write_report(args, teacher_row)
+
+
+if __name__ == "__main__":
+    main()
