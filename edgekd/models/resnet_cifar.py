@@ -35,7 +35,9 @@ class BasicBlock(nn.Module):
 class ResNetCifar(nn.Module):
     """``depth`` = 6n + 2. Stages are ``layer1..layer3``."""
 
-    def __init__(self, depth: int = 56, num_classes: int = 10, width: int = 16) -> None:
+    def __init__(
+        self, depth: int = 56, num_classes: int = 10, width: int = 16, zero_init_residual: bool = True
+    ) -> None:
         super().__init__()
         if (depth - 2) % 6:
             raise ValueError(f"ResNet-CIFAR depth must be 6n+2, got {depth}")
@@ -52,6 +54,12 @@ class ResNetCifar(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        if zero_init_residual:
+            # Each block starts as the identity (Goyal et al. 2017): deep CIFAR ResNets then train from the
+            # first step at lr 0.1 instead of idling near chance for an epoch.
+            for module in self.modules():
+                if isinstance(module, BasicBlock):
+                    nn.init.zeros_(module.bn2.weight)
 
     @staticmethod
     def _stage(in_ch: int, out_ch: int, blocks: int, stride: int) -> nn.Sequential:
