@@ -233,14 +233,16 @@ def bench_network(net: Network, args: argparse.Namespace, results: dict) -> None
     entry["runtimes"].update(measure_rounds(contenders, args.rounds))
     save(results, args)
     trials = per_task_budget(args, net.key) * net.tasks_hint
+    minutes = override(args.minutes, net.key, args.tune_minutes)
     tuned = compile_model(model, "host", args.out / f"{net.key}-tuned",
-                          CompileOptions(model_name=net.key, tune_trials=trials, onnx=False))
+                          CompileOptions(model_name=net.key, tune_trials=trials, tune_max_minutes=minutes,
+                                         onnx=False))
     tuning = tuned.manifest.tuning
     contenders["TVM tuned"] = lambda: bench_tvm(tuned.path, args.threads)
     entry["runtimes"].update(measure_rounds(contenders, args.rounds))  # re-measure all, interleaved
     entry["runtimes"]["TVM tuned"]["tuning"] = {
         "trials": tuning.trials, "per_task": tuning.trials // max(1, tuning.tasks_tuned),
-        "seconds": tuning.seconds, "tasks": tuning.tasks, "tasks_tuned": tuning.tasks_tuned,
+        "seconds": tuning.seconds, "max_minutes": minutes, "tasks": tuning.tasks, "tasks_tuned": tuning.tasks_tuned,
         "tasks_reused": tuning.tasks_reused, "compile_s": tuned.seconds}
     if tuning.tasks_tuned == 0 and earlier_tuning:  # every record reused: report the run that tuned them
         entry["runtimes"]["TVM tuned"]["tuning"] = earlier_tuning | {"recompile_s": tuned.seconds}
@@ -258,9 +260,14 @@ def save(results: dict, args: argparse.Namespace) -> None:
     print(json.dumps(results["networks"][-1], indent=1), flush=True)
 
 
+def override(items: list[str], key: str, default: float | None) -> float | None:
+    """Value of ``KEY=N`` for ``key`` among ``items``, else ``default``."""
+    values = dict(item.split("=", 1) for item in items)
+    return float(values[key]) if key in values else default
+
+
 def per_task_budget(args: argparse.Namespace, key: str) -> int:
-    overrides = dict(item.split("=", 1) for item in args.per_network)
-    return int(overrides.get(key, args.trials_per_task))
+    return int(override(args.per_network, key, args.trials_per_task))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="tuning budget per task; --tune-trials passed to compile = this x the task estimate")
     parser.add_argument("--per-network", action="append", default=[], metavar="KEY=N",
                         help="trials per task for one network, e.g. mbv2_compressed=8 (repeatable)")
+    parser.add_argument("--tune-minutes", type=float, default=None, help="tuning time cap per network")
+    parser.add_argument("--minutes", action="append", default=[], metavar="KEY=M",
+                        help="tuning time cap for one network, e.g. resnet56=12 (repeatable)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds (median kept)")
     parser.add_argument("--networks", default="mbv2,resnet56,mbv2_compressed")
     parser.add_argument("--compressed", default=None, help="saved compact model (run dir or .pt)")

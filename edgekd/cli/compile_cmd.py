@@ -25,6 +25,8 @@ def compile_(
     tune_trials: int = typer.Option(0, "--tune-trials", min=0,
                                     help="MetaSchedule trials spread over the model's tasks (0 = untuned); "
                                          "records are kept per target and reused."),
+    tune_minutes: float = typer.Option(None, "--tune-minutes", min=0.1,
+                                       help="Stop tuning after this many minutes; records so far are kept."),
     no_onnx: bool = typer.Option(False, "--no-onnx", help="Skip the ONNX export."),
     json_: bool = JsonOpt,
 ) -> None:
@@ -32,7 +34,7 @@ def compile_(
     from edgekd.compile import CompileOptions, compile_model, default_output_dir
 
     out_dir = out or default_output_dir(model, target)
-    options = CompileOptions(tune_trials=tune_trials, onnx=not no_onnx)
+    options = CompileOptions(tune_trials=tune_trials, tune_max_minutes=tune_minutes, onnx=not no_onnx)
     artifact = compile_model(model, target, out_dir, options)
     if json_:
         emit_json(artifact.to_json())

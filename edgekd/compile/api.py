@@ -48,6 +48,7 @@ class CompileOptions:
 
     Attributes:
         tune_trials: MetaSchedule trial budget spread over the model's tasks (0 = untuned).
+        tune_max_minutes: stop tuning after this many minutes, keeping the records measured so far.
         input_shape: input shape when the model is a bare ``nn.Module`` (ignored for saved models).
         model_name: name recorded in the manifest for a bare ``nn.Module``.
         onnx: also export ``model.onnx``.
@@ -55,6 +56,7 @@ class CompileOptions:
     """
 
     tune_trials: int = 0
+    tune_max_minutes: float | None = None
     input_shape: tuple[int, ...] = (1, 3, 32, 32)
     model_name: str | None = None
     onnx: bool = True
@@ -182,7 +184,7 @@ def compile_model(model: object, target: str | Path | TargetProfile, out_dir: st
 
     tuning, database, measured = TuningInfo(), None, 0
     if trials > 0:
-        result = tune_module(mod, tvm_target, profile, trials)
+        result = tune_module(mod, tvm_target, profile, trials, options.tune_max_minutes)
         database, measured = result.database, result.measured
         tuning = TuningInfo(trials=result.trials, database=str(result.database), seconds=round(result.seconds, 3),
                             tasks=result.tasks, tasks_tuned=result.tasks_tuned, tasks_reused=result.tasks_reused)

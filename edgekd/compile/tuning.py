@@ -197,8 +197,14 @@ def _read_ledger(directory: Path) -> dict[str, dict[str, Any]]:
         return {}
 
 
-def tune_module(mod: Any, target: Any, profile: TargetProfile, trials: int) -> TuningResult:
+def tune_module(mod: Any, target: Any, profile: TargetProfile, trials: int,
+                max_minutes: float | None = None) -> TuningResult:
     """Tune the tasks of ``mod`` not yet in the target's database, spreading ``trials`` over all tasks.
+
+    ``max_minutes`` bounds the tuning wall time: when it runs out, the remaining tasks are stopped and the
+    records measured so far are kept (tasks cut short are tuned again by a later compile). The deadline is
+    checked as measured batches are joined; the gradient task scheduler joins its first round (one batch
+    per task) only after sending all of it, so the first round always completes.
 
     Raises:
         ToolchainError: the target cannot be measured from here. CompileError: MetaSchedule failed.
@@ -219,21 +225,45 @@ def tune_module(mod: Any, target: Any, profile: TargetProfile, trials: int) -> T
         database = ms.database.JSONDatabase(work_dir=str(directory))
         before = len(database)
         if todo:
-            _run_tuning([task for task, _ in todo], per_task, directory, database, profile)
+            deadline = time.monotonic() + 60 * max_minutes if max_minutes else None
+            done = _run_tuning([task for task, _ in todo], per_task, directory, database, profile, deadline)
             for task, key in todo:
-                ledger[key] = {"task": task.task_name, "trials": per_task}
+                trials_done = per_task if done is None else done.get(task.task_name, 0)
+                ledger[key] = {"task": task.task_name, "trials": trials_done}
             atomic_write_json(directory / LEDGER_NAME, ledger)
         measured = len(database) - before
     return TuningResult(directory, per_task, len(tasks), len(todo), len(tasks) - len(todo), measured,
                         time.perf_counter() - started)
 
 
-def _run_tuning(tasks: list[Any], per_task: int, directory: Path, database: Any, profile: TargetProfile) -> None:
+def _deadline_callback(deadline: float | None, contexts: list[Any], measured: dict[str, int]) -> Any:
+    """A measure callback that counts trials per task and stops every task once ``deadline`` passes."""
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir import meta_schedule as ms
+
+    @derived_object
+    class _Deadline(ms.measure_callback.PyMeasureCallback):
+        def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
+            name = contexts[task_id].task_name
+            measured[name] = measured.get(name, 0) + len(measure_candidates)
+            if deadline is None or time.monotonic() < deadline:
+                return
+            for index, record in enumerate(task_scheduler.tasks_):
+                if not record.is_terminated:
+                    task_scheduler.terminate_task(index)
+
+    return _Deadline()
+
+
+def _run_tuning(tasks: list[Any], per_task: int, directory: Path, database: Any, profile: TargetProfile,
+                deadline: float | None = None) -> dict[str, int] | None:
+    """Run MetaSchedule; returns trials measured per task name if the deadline cut tuning short, else None."""
     from tvm.s_tir import meta_schedule as ms
 
     runner = MEASURE_BACKENDS[ensure_measurable(profile)](profile)
     builder = ms.builder.LocalBuilder(timeout_sec=BUILD_TIMEOUT_S, initializer=register_fast_build,
                                       f_build=FAST_BUILD_FUNC)
+    measured: dict[str, int] = {}
     _import_cpu_tensor_intrinsics(profile.arch)
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
         tasks, str(directory), strategy=_search_strategy(per_task))
@@ -242,6 +272,10 @@ def _run_tuning(tasks: list[Any], per_task: int, directory: Path, database: Any,
             tasks=contexts, task_weights=weights, work_dir=str(directory),
             max_trials_global=per_task * len(contexts), max_trials_per_task=per_task,
             num_trials_per_iter=min(64, max(4, per_task // 2)), builder=builder, runner=runner, database=database,
+            measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"),
+                               _deadline_callback(deadline, contexts, measured)],
         )
     except Exception as err:  # tvm raises its own error types
         raise CompileError(f"MetaSchedule tuning failed: {str(err).strip().splitlines()[-1][:300]}") from None
+    cut_short = deadline is not None and time.monotonic() >= deadline
+    return {name: min(count, per_task) for name, count in measured.items()} if cut_short else None
