@@ -1,5 +1,6 @@
 """Training throughput on this machine: epoch time at batch 128 for ResNet-20, ResNet-56 and
-MobileNetV2-CIFAR (plain cross-entropy), and KD training throughput relative to plain training.
+MobileNetV2-CIFAR (plain cross-entropy), KD training throughput relative to plain training, and the
+cost of a structure-learning step (KD + per-block λ controller + proximal γ step) relative to KD.
 
 Steady-state images/s is measured over ``--steps`` optimizer steps after ``--warmup`` steps (real
 CIFAR-10 batches with augmentation, channels_last, SGD), and an epoch of 50,000 images is extrapolated.
@@ -27,7 +28,7 @@ MODELS = {"resnet20": ("resnet20_cifar", {}), "resnet56": ("resnet56_cifar", {})
           "mobilenetv2": ("mobilenetv2_cifar", {})}
 
 
-def images_per_second(model, objective, loader, warmup: int, steps: int) -> float:
+def images_per_second(model, objective, loader, warmup: int, steps: int, after_step=None) -> float:
     model.train().to(memory_format=torch.channels_last)
     optimizer = build_optimizer(list(model.named_parameters()) + [("r", p) for p in objective.extra_parameters()],
                                 TrainingConfig(lr=0.01))
@@ -42,8 +43,25 @@ def images_per_second(model, objective, loader, warmup: int, steps: int) -> floa
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if after_step is not None:
+            after_step(optimizer)
         seen += targets.numel() if step >= warmup else 0
     return seen / (time.perf_counter() - started)
+
+
+def structure_row(teacher, loaders, args, kd_ips: float) -> dict:
+    """KD + structure learning (the per-step controller and proximal γ update) on the same student."""
+    from edgekd.config.recipe import load_recipe
+    from edgekd.structure.learner import StructureLearner
+
+    structure = load_recipe("mbv2").structure
+    student = create_model("mobilenetv2_cifar", width_mult=0.5)
+    learner = StructureLearner(student, structure, (1, 3, 32, 32))
+    objective = learner.objective(DistillationObjective(teacher, DistillConfig()))
+    ips = images_per_second(student, objective, loaders.train, args.warmup, args.steps,
+                            after_step=lambda opt: learner.callback.controller.step(opt.param_groups[0]["lr"]))
+    return {"model": "mobilenetv2x0.5 <- mobilenetv2 teacher", "mode": "kd+structure", "images_per_second": ips,
+            "epoch_50k_min": 50000 / ips / 60, "structure_over_kd_time": kd_ips / ips}
 
 
 def main() -> None:
@@ -75,6 +93,8 @@ def main() -> None:
                  "epoch_50k_min": 50000 / plain / 60})
     rows.append({"model": "mobilenetv2x0.5 <- mobilenetv2 teacher", "mode": "kd", "images_per_second": kd,
                  "epoch_50k_min": 50000 / kd / 60, "kd_over_plain_throughput": kd / plain})
+    print(json.dumps(rows[-1]), flush=True)
+    rows.append(structure_row(teacher, loaders, args, kd))
     print(json.dumps(rows[-1]), flush=True)
     report = {"machine": platform.processor() or platform.machine(), "threads": args.threads, "batch": args.batch,
               "steps": args.steps, "torch": torch.__version__, "rows": rows}
