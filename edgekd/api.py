@@ -4,6 +4,9 @@
     recipe = api.load_recipe("quickstart")
     teacher = api.train(recipe)
     student = api.distill(recipe, teacher=teacher.run_dir)
+    compact = api.compress(recipe, teacher=teacher.run_dir)          # learn structure, prune, finetune
+    artifact = api.compile_model(compact.run_dir, "host", "artifacts/quickstart-host")
+    [measurement] = api.bench(artifact.path, device="local")
 
 Each stage reads its inputs (recipe, run directory, artifact) and returns a dataclass that is also
 written as ``result.json`` in its run directory.
@@ -19,6 +22,7 @@ import torch
 from torch import nn
 
 from edgekd.atomic import atomic_write_json
+from edgekd.compile.api import Artifact, CompileOptions, compile_model
 from edgekd.config.recipe import ModelSpec, Recipe, list_recipes, load_recipe
 from edgekd.data import Loaders, build_loaders
 from edgekd.errors import CheckpointError, ConfigError
@@ -29,7 +33,10 @@ from edgekd.models import create_model
 from edgekd.models.counting import count_model
 from edgekd.models.io import LoadedModel, ModelArch, load_model, save_model
 
-__all__ = ["RunResult", "train", "distill", "load_recipe", "list_recipes", "load_teacher", "build_student"]
+__all__ = [
+    "RunResult", "train", "distill", "compress", "compile_model", "CompileOptions", "Artifact", "bench",
+    "load_recipe", "list_recipes", "load_teacher", "build_student",
+]
 
 
 @dataclass
@@ -136,3 +143,35 @@ def _finish(run_dir: Path, stage: str, spec: ModelSpec, model: nn.Module, loader
     )
     atomic_write_json(run_dir / "result.json", run.to_dict())
     return run
+
+
+def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path | None = None,
+             target: str | None = None, resume: bool = False):
+    """Teacher → structure learning with KD under per-block budgets → prune → KD finetune.
+
+    Returns a :class:`edgekd.structure.compress.CompressResult` (also written as ``report.json``)."""
+    from edgekd.structure.compress import compress as run_compress
+
+    return run_compress(recipe, out=out, teacher=teacher, target=target, resume=resume)
+
+
+def bench(artifact: str | Path, device: str = "local", options=None, results: str | Path | None = None,
+          store: bool = True) -> list:
+    """Push an artifact to a configured device (``local`` = this host, no SSH), run it, compare with the
+    PyTorch reference, and append one row per measurement to the results store.
+
+    Returns a list of :class:`edgekd.device.bench.BenchResult` (one per ``options.repeat``)."""
+    from edgekd.config.devices import DeviceStore
+    from edgekd.device import connect
+    from edgekd.device.bench import BenchOptions
+    from edgekd.device.bench import bench as run_bench
+    from edgekd.results.store import ResultsStore
+
+    entry = DeviceStore().get(device)
+    with connect(entry) as conn:
+        measured = run_bench(conn, entry, artifact, options or BenchOptions())
+    if store:
+        results_store = ResultsStore(results)
+        for result in measured:
+            results_store.append(result.to_row())
+    return measured

@@ -18,10 +18,9 @@ def compress(recipe: str = RecipeOpt, data: str = DataOpt, set_: list[str] = Set
              resume: bool = ResumeOpt, json_: bool = JsonOpt) -> None:
     """Learn a compact structure under the recipe's per-block budgets, prune it and finetune it with KD."""
     from edgekd import api
-    from edgekd.structure.compress import compress as run_compress
 
     resolved = api.load_recipe(recipe, overrides=set_, data_root=data)
-    result = run_compress(resolved, out=out, teacher=teacher, target=target, resume=resume)
+    result = api.compress(resolved, out=out, teacher=teacher, target=target, resume=resume)
     if json_:
         emit_json(result.to_dict())
         return

@@ -186,25 +186,18 @@ def bench_cmd(
     store: bool = typer.Option(True, "--store/--no-store", help="Append rows to the results store."),
 ) -> None:
     """Push an artifact to a device, run it, compare with PyTorch and record the measurement."""
-    from edgekd.device import connect
-    from edgekd.device.bench import BenchOptions, bench
-    from edgekd.results.store import ResultsStore
+    from edgekd import api
+    from edgekd.device.bench import BenchOptions
 
     options = BenchOptions(
         threads=threads, affinity=[int(c) for c in affinity.split(",")] if affinity else None, runs=runs,
         min_seconds=min_seconds, warmup_seconds=warmup_seconds, repeat=repeat, cooldown_s=cooldown,
         timeout_s=timeout, idle_seconds=idle_seconds,
     )
-    entry = _store().get(device)
-    with connect(entry) as conn:
-        measured = bench(conn, entry, artifact, options)
-    if store:
-        results_store = ResultsStore(results)
-        for result in measured:
-            results_store.append(result.to_row())
+    measured = api.bench(artifact, device=device, options=options, results=results, store=store)
     docs = [r.to_json() for r in measured]
     if as_json:
-        _print_json(docs[0] if len(docs) == 1 else {"device": entry.name, "measurements": docs})
+        _print_json(docs[0] if len(docs) == 1 else {"device": device, "measurements": docs})
         return
     for result in measured:
         console.print(summary_text(result))
