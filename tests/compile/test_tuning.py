@@ -57,3 +57,18 @@ def test_tuning_a_board_target_needs_remote_measurement(tmp_path):
         compile_model(small_net(), "jetson-tx2", tmp_path / "out",
                       CompileOptions(tune_trials=4, onnx=False, runner=False))
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_time_cap_keeps_partial_records_and_marks_tasks_unfinished(private_host_target, tmp_path):
+    import json
+
+    options = CompileOptions(tune_trials=64, tune_max_minutes=0.05, onnx=False, runner=False)
+    artifact = compile_model(small_net(), private_host_target, tmp_path / "capped", options)
+    assert artifact.tuned and artifact.tuning_measured > 0
+    ledger = json.loads((database_dir(private_host_target) / "edgekd_tasks.json").read_text())
+    per_task = artifact.manifest.tuning.trials // artifact.manifest.tuning.tasks_tuned
+    assert ledger and all(entry["trials"] < per_task for entry in ledger.values())
+    example = read_float32(artifact.path / "input.bin", artifact.manifest.input.shape)
+    reference = read_float32(artifact.path / "reference_output.bin", artifact.manifest.output.shape)
+    np.testing.assert_allclose(run_library(artifact.path / "model.so", example), reference, atol=1e-4, rtol=0)
