@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# The main job on an offline default (no download, no data directory): train a small teacher on the
-# generated shapes dataset, then distill a narrower student from it; prints accuracy, FLOPs and params.
+# The main job, offline (no download, no data directory, no board): the whole edgekd pipeline on the
+# quickstart recipe (generated shapes data) —
+#   compress: train a small MobileNetV2 teacher, learn a compact structure by KD under per-block FLOP
+#             budgets, prune it physically, finetune it with KD (prints accuracy, FLOPs, params of both);
+#   compile:  TVM for the `host` target (model library, C runner, runtime libraries, ONNX);
+#   bench:    run it on the built-in `local` device, check its output against PyTorch, record the row.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-out="${1:-runs/quickstart-demo}"
+out="${1:-runs/demo}"
 rm -rf "$out"
-.venv/bin/edgekd train --recipe quickstart --out "$out/teacher"
-.venv/bin/edgekd distill --recipe quickstart --teacher "$out/teacher" --out "$out/student"
+.venv/bin/edgekd compress --recipe quickstart --target host --out "$out/compress"
+.venv/bin/edgekd compile "$out/compress" --target host --out "$out/artifact"
+.venv/bin/edgekd bench "$out/artifact" --device local

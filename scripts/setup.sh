@@ -26,9 +26,11 @@ stamp=.venv/.edgekd-requirements.sha256
 want=$(sha256sum requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing Python packages from requirements.lock (torch is ~5 GB the first time)" >&2
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -r requirements.lock
-  .venv/bin/python -m pip install -q --no-deps -e .
+  log=.venv/setup.log
+  { .venv/bin/python -m pip install --upgrade pip &&
+    .venv/bin/python -m pip install -r requirements.lock &&
+    .venv/bin/python -m pip install --no-deps -e . ; } >"$log" 2>&1 \
+    || { tail -n 40 "$log" >&2; echo "setup: pip failed; full log in $log" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi
 .venv/bin/python -c "import torch, torchvision, tvm, paramiko, torch_pruning, onnxruntime" \
