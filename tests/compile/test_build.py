@@ -9,7 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import randomize_batchnorm, read_float32, small_net
+from compile_helpers import randomize_batchnorm, read_float32, small_net
 from torch import nn
 
 from edgekd.compile import CompileOptions, compile_model, read_manifest, verify_artifact

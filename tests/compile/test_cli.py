@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import randomize_batchnorm
+from compile_helpers import randomize_batchnorm
 
 from edgekd.cli import main
 from edgekd.compile import verify_artifact

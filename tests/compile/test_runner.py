@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import read_float32
+from compile_helpers import read_float32
 from support import require_executable
 
 from edgekd.compile import read_manifest

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import read_float32, small_net
+from compile_helpers import read_float32, small_net
 
 from edgekd.compile import CompileOptions, compile_model
 from edgekd.compile.build import run_library
