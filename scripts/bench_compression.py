@@ -83,11 +83,19 @@ def teacher_model(args, loaders) -> nn.Module:
     return model
 
 
-def uniform_width(teacher_flops: int) -> float:
-    """The width multiplier whose FLOPs are closest to TARGET × the teacher's."""
-    best = min((abs(count_model(create_model(TEACHER[0], width_mult=w / 1000)).flops / teacher_flops - TARGET), w)
-               for w in range(250, 500, 5))
-    return best[1] / 1000
+def uniform_width(teacher_flops: int) -> dict:
+    """The width multiplier (channels rounded to multiples of 8, else 4, else 2) whose FLOPs are closest to
+    TARGET × the teacher's; the coarser rounding is kept when it already lands within ±1%."""
+    best = None
+    for divisor in (8, 4, 2):
+        ratio, width = min(
+            (abs(count_model(create_model(TEACHER[0], width_mult=w / 1000, divisor=divisor)).flops / teacher_flops
+                 - TARGET), w) for w in range(250, 500, 5))
+        if best is None or ratio < best[0]:
+            best = (ratio, {"width_mult": width / 1000, "divisor": divisor})
+        if best[0] <= 0.01 * TARGET:
+            break
+    return best[1]
 
 
 def stage_blocks(teacher: nn.Module, teacher_flops: int) -> list[BlockBudget]:
@@ -143,7 +151,7 @@ def run_cell(method, seed, args, loaders, teacher, teacher_flops):
         pruned = learn_and_prune(student, loaders, structure, kd(teacher, student), steps, run_dir / "learn")
         final = train(pruned, loaders, steps, kd(teacher, pruned), run_dir / "finetune", lr=0.02)
     elif method in ("uniform", "uniform_kd"):
-        student = create_model(TEACHER[0], width_mult=uniform_width(teacher_flops))
+        student = create_model(TEACHER[0], **uniform_width(teacher_flops))
         objective = kd(teacher, student) if method == "uniform_kd" else CrossEntropyObjective()
         final = train(student, loaders, 2 * steps, objective, run_dir / "train")
     else:

@@ -119,6 +119,28 @@ def _import_cpu_tensor_intrinsics(arch: str) -> None:
     importlib.import_module(f"{name}.{'arm_cpu' if arch == 'aarch64' else 'x86'}")
 
 
+@contextmanager
+def _foreign_log_handlers_detached() -> Iterator[None]:
+    """Detach, for the duration, handlers on MetaSchedule's logger that MetaSchedule did not create.
+
+    MetaSchedule rebuilds its logging with ``dictConfig`` from the names of the handlers already on its
+    logger (``logging.py: create_loggers``): an unnamed handler crashes it ("'NoneType' object has no
+    attribute 'format'") and a named one that its config does not define fails too — e.g. a handler that a
+    host application or pytest's log capture attached. They are re-attached afterwards.
+    """
+    import logging
+
+    logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    foreign = [h for h in logger.handlers if not (h.get_name() or "").startswith("tvm.s_tir.meta_schedule")]
+    for handler in foreign:
+        logger.removeHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in foreign:
+            logger.addHandler(handler)
+
+
 def _search_strategy(per_task: int) -> Any:
     """Evolutionary search sized to the budget: small budgets do not pay for a 512-schedule population."""
     from tvm.s_tir import meta_schedule as ms
@@ -265,8 +287,9 @@ def _run_tuning(tasks: list[Any], per_task: int, directory: Path, database: Any,
                                       f_build=FAST_BUILD_FUNC)
     measured: dict[str, int] = {}
     _import_cpu_tensor_intrinsics(profile.arch)
-    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-        tasks, str(directory), strategy=_search_strategy(per_task))
+    with _foreign_log_handlers_detached():
+        contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+            tasks, str(directory), strategy=_search_strategy(per_task))
     try:
         ms.tune.tune_tasks(
             tasks=contexts, task_weights=weights, work_dir=str(directory),

@@ -17,6 +17,7 @@ from torch import nn
 
 from edgekd.atomic import atomic_write, sha256_file
 from edgekd.errors import CheckpointError
+from edgekd.models.layers import BorderCorrectedConv2d
 
 MODEL_FILE = "model.pt"
 SCHEMA_VERSION = 1
@@ -93,11 +94,14 @@ def resize_to_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor]) 
         weight = state_dict.get(f"{name}.weight")
         if weight is None or not hasattr(module, "weight") or module.weight is None:
             continue
-        if tuple(weight.shape) == tuple(module.weight.shape):
+        offset = state_dict.get(f"{name}.border_offset")
+        if tuple(weight.shape) == tuple(module.weight.shape) and offset is None:
             continue
         has_bias = state_dict.get(f"{name}.bias") is not None
-        replacement = _resized(module, weight.shape, has_bias).train(module.training)
-        _set_submodule(model, name, replacement)
+        replacement = _resized(module, weight.shape, has_bias)
+        if offset is not None:  # pruned with border correction (edgekd.models.layers)
+            replacement = BorderCorrectedConv2d.from_conv(replacement, offset)
+        _set_submodule(model, name, replacement.train(module.training))
     return model
 
 

@@ -67,14 +67,15 @@ class MobileNetV2Cifar(nn.Module):
     :meth:`stage_modules` for the names that recipes use as blocks.
     """
 
-    def __init__(self, num_classes: int = 10, width_mult: float = 1.0, dropout: float = 0.2) -> None:
+    def __init__(self, num_classes: int = 10, width_mult: float = 1.0, dropout: float = 0.2,
+                 divisor: int = 8) -> None:
         super().__init__()
-        stem = make_divisible(32 * width_mult)
-        last = make_divisible(1280 * max(1.0, width_mult))
+        stem = make_divisible(32 * width_mult, divisor)
+        last = make_divisible(1280 * max(1.0, width_mult), divisor)
         layers: list[nn.Module] = [conv_bn_relu(3, stem, 3, 1)]
         in_ch = stem
         for expansion, channels, repeats, stride in CIFAR_SETTINGS:
-            out_ch = make_divisible(channels * width_mult)
+            out_ch = make_divisible(channels * width_mult, divisor)
             for index in range(repeats):
                 layers.append(InvertedResidual(in_ch, out_ch, stride if index == 0 else 1, expansion))
                 in_ch = out_ch

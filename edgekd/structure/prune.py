@@ -6,12 +6,14 @@ widths and the kept channel indices of every group, JSON) and the measured devia
 network (the same network with γ = 0 on dead channels).
 
 A dead channel still emits a constant: its BatchNorm bias through the activation (and whatever follows:
-pooling, residual adds). We measure that constant on the masked network and fold it into each reading
-op: ``b += Σ_dead W[:, c]·v_c`` (1×1 conv, linear: exact) or ``b += Σ_dead ΣW[:, c, :, :]·v_c`` (k×k
-conv: exact in the interior; at zero-padded borders the pruned network differs — reported as
-``deviation``). A reading op followed by a BatchNorm gets ``running_mean −= δ`` instead, so no new bias
-parameter appears and the architecture stays the registry's. Surgery is Torch-Pruning's, rooted at a
-BatchNorm of each group.
+pooling, residual adds). We measure that constant on the masked network and compute, per reading op, its
+exact contribution: ``Σ_dead W[:, c]·v_c`` for a 1×1 conv or linear layer; for a zero-padded k×k conv a map
+over output positions (the kernel overhangs the padding at the borders). The per-channel part (the map's
+spatial mean) is folded into the op's bias — or, when a BatchNorm follows, into its running mean, so no new
+bias parameter appears. The border remainder is kept exactly by swapping the conv for a
+:class:`~edgekd.models.layers.BorderCorrectedConv2d` (``border_correction=True``, the default); without it
+the pruned network differs at the borders and the measured ``deviation`` says by how much. Surgery is
+Torch-Pruning's, rooted at a BatchNorm of each group.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from typing import Any
 import torch
 import torch_pruning as tp
 from torch import nn
+from torch.nn import functional as F
 
 from edgekd.atomic import atomic_write_json
+from edgekd.models.layers import BorderCorrectedConv2d
 from edgekd.structure.groups import ChannelGraph, OpInfo
 
 __all__ = ["PruneResult", "final_masks", "masked_copy", "prune_model", "arch_spec", "save_arch_spec",
-           "fold_deltas"]
+           "fold_deltas", "Fold"]
 
 SPEC_VERSION = 1
 
@@ -95,16 +99,29 @@ def _record_inputs(model: nn.Module, names: list[str], example: torch.Tensor) ->
     return seen
 
 
+@dataclass
+class Fold:
+    """What the constant dead inputs of one reading op contributed to its output.
+
+    ``delta`` (per output channel) goes into the op's bias or its BatchNorm's running mean. ``border``
+    (``C_out × H × W``, or None where ``delta`` is exact) is the rest: at zero-padded borders a k×k kernel
+    sees fewer constant taps than in the interior.
+    """
+
+    delta: torch.Tensor
+    border: torch.Tensor | None = None
+
+
 def fold_deltas(masked: nn.Module, graph: ChannelGraph, masks: list[torch.Tensor],
-                example: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per reading op, the output shift δ that the constant dead input channels contributed.
+                example: torch.Tensor) -> dict[str, Fold]:
+    """Per reading op, the output shift that the constant dead input channels contributed.
 
     Raises ValueError when a dead channel is not constant (a path the group analysis missed)."""
     dead = {op.name: _dead_inputs(op, masks) for op in graph.ops}
     dead = {name: idx for name, idx in dead.items() if idx.numel()}
     inputs = _record_inputs(masked, list(dead), example)
     modules = dict(masked.named_modules())
-    deltas = {}
+    folds = {}
     for name, idx in dead.items():
         values = inputs[name][:, idx].float()
         flat = values.transpose(0, 1).reshape(idx.numel(), -1)
@@ -112,12 +129,24 @@ def fold_deltas(masked: nn.Module, graph: ChannelGraph, masks: list[torch.Tensor
         if float(spread) > 1e-5 * max(1.0, float(flat.abs().max())):
             raise ValueError(f"{name}: dead input channels are not constant (spread {float(spread):.2e})")
         constant = flat[:, 0]
-        weight = modules[name].weight.detach()
-        if isinstance(modules[name], nn.Linear):
-            deltas[name] = weight[:, idx] @ constant
+        module = modules[name]
+        weight = module.weight.detach()
+        if isinstance(module, nn.Linear):
+            folds[name] = Fold(weight[:, idx] @ constant)
         else:
-            deltas[name] = weight[:, idx].sum((2, 3)) @ constant
-    return deltas
+            folds[name] = _conv_fold(module, weight[:, idx], constant, inputs[name].shape[-2:])
+    return folds
+
+
+def _conv_fold(conv: nn.Conv2d, weight: torch.Tensor, constant: torch.Tensor, size: torch.Size) -> Fold:
+    """Constant input channels through a conv: the exact contribution map, split into a per-channel shift
+    (its spatial mean, the least-squares choice when no border map is kept) and the border remainder."""
+    plane = constant.view(1, -1, 1, 1).expand(1, -1, *size).to(weight.dtype)
+    contribution = F.conv2d(plane, weight, None, conv.stride, conv.padding, conv.dilation)[0]
+    delta = contribution.mean((1, 2))
+    border = contribution - delta.view(-1, 1, 1)
+    exact = float(border.abs().max()) <= 1e-6 * max(1.0, float(contribution.abs().max()))
+    return Fold(delta, None if exact else border)
 
 
 def _apply_delta(model: nn.Module, graph: ChannelGraph, name: str, delta: torch.Tensor) -> None:
@@ -147,16 +176,22 @@ def _single_bn_successor(graph: ChannelGraph, module: nn.Module) -> str | None:
 
 
 def prune_model(model: nn.Module, graph: ChannelGraph, masks: list[torch.Tensor],
-                example: torch.Tensor | None = None) -> PruneResult:
-    """Build the physically pruned network (the input model is left untouched)."""
+                example: torch.Tensor | None = None, border_correction: bool = True) -> PruneResult:
+    """Build the physically pruned network (the input model is left untouched).
+
+    With ``border_correction`` (default) a conv whose removed inputs reached it through zero padding becomes
+    a :class:`~edgekd.models.layers.BorderCorrectedConv2d`, and the pruned network equals the masked one
+    at the input size of ``example`` / the graph. Without it only the per-channel spatial mean is folded and
+    the border deviation is reported in ``deviation``.
+    """
     device = next(model.parameters()).device
     if example is None:
         example = torch.randn((2, *graph.input_shape[1:]), device=device)
     masked = masked_copy(model, graph, masks).eval()
-    deltas = fold_deltas(masked, graph, masks, example)
+    folds = fold_deltas(masked, graph, masks, example)
     pruned = copy.deepcopy(masked)
-    for name, delta in deltas.items():
-        _apply_delta(pruned, graph, name, delta)
+    for name, fold in folds.items():
+        _apply_delta(pruned, graph, name, fold.delta)
     dep = tp.DependencyGraph().build_dependency(pruned, example_inputs=example[:1], verbose=False)
     modules = dict(pruned.named_modules())
     for group, alive in zip(graph.groups, masks, strict=True):
@@ -166,9 +201,31 @@ def prune_model(model: nn.Module, graph: ChannelGraph, masks: list[torch.Tensor]
         idxs = member.module_idx[~alive[member.group_idx]].tolist()
         tp_group = dep.get_pruning_group(modules[member.name], tp.prune_batchnorm_out_channels, idxs=idxs)
         tp_group.prune()
+    if border_correction:
+        _attach_borders(pruned, graph, masks, folds)
     pruned.eval()
     deviation = _deviation(masked, pruned, example)
     return PruneResult(pruned, masks, arch_spec(pruned, graph, masks), deviation)
+
+
+def _kept_outputs(op: OpInfo, masks: list[torch.Tensor]) -> torch.Tensor:
+    keep = torch.ones(op.out_channels, dtype=torch.bool)
+    for segment in op.out_segments:
+        keep[segment.module_idx] = masks[segment.group][segment.group_idx]
+    return keep
+
+
+def _attach_borders(pruned: nn.Module, graph: ChannelGraph, masks: list[torch.Tensor],
+                    folds: dict[str, Fold]) -> None:
+    """Swap each conv with a border remainder for a border-corrected copy (rows of the kept outputs)."""
+    for name, fold in folds.items():
+        if fold.border is None:
+            continue
+        conv = pruned.get_submodule(name)
+        offset = fold.border[_kept_outputs(graph.op(name), masks)]
+        parent, _, child = name.rpartition(".")
+        owner = pruned.get_submodule(parent) if parent else pruned
+        setattr(owner, child, BorderCorrectedConv2d.from_conv(conv, offset))
 
 
 def _deviation(masked: nn.Module, pruned: nn.Module, example: torch.Tensor) -> dict[str, float]:
@@ -186,7 +243,8 @@ def arch_spec(pruned: nn.Module, graph: ChannelGraph, masks: list[torch.Tensor])
         if isinstance(module, nn.Conv2d):
             layers[name] = {"type": "conv2d", "in": module.in_channels, "out": module.out_channels,
                             "groups": module.groups, "kernel": list(module.kernel_size),
-                            "bias": module.bias is not None}
+                            "bias": module.bias is not None,
+                            "border_offset": isinstance(module, BorderCorrectedConv2d)}
         elif isinstance(module, nn.Linear):
             layers[name] = {"type": "linear", "in": module.in_features, "out": module.out_features}
         elif isinstance(module, nn.BatchNorm2d | nn.BatchNorm1d):
