@@ -106,3 +106,36 @@ def test_mobilenetv2_cifar_matches_pytorch(tmp_path):
     np.testing.assert_allclose(got, reference, atol=TOLERANCE, rtol=0)
     other = run_library(artifact.path / manifest.library, -example)
     assert np.abs(other - got).max() > 1e-3
+
+
+@pytest.mark.slow
+def test_border_corrected_pruned_resnet_compiles_and_matches(tmp_path):
+    """A pruned network with border-corrected convs (edgekd.models.layers) through TVM and ONNX."""
+    from edgekd.models import create_model
+    from edgekd.models.layers import BorderCorrectedConv2d
+    from edgekd.structure.groups import trace_groups
+    from edgekd.structure.prune import final_masks, prune_model
+
+    torch.manual_seed(0)
+    model = randomize_batchnorm(create_model("resnet20_cifar", num_classes=10))
+    graph = trace_groups(model)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # kill ~40% of each prunable group's channels
+        for group in graph.groups:
+            group.frozen = False
+            if group.prunable:
+                dead = torch.rand(group.size, generator=generator) < 0.4
+                for member in group.bns:
+                    member.module.weight[member.module_idx[dead[member.group_idx]]] = 1e-4
+    pruned = prune_model(model, graph, final_masks(graph, 1e-2)).model
+    assert any(isinstance(m, BorderCorrectedConv2d) for m in pruned.modules())
+    artifact = compile_model(pruned, "host", tmp_path / "pruned", CompileOptions(runner=False))
+    manifest = artifact.manifest
+    example = read_float32(artifact.path / manifest.input.file, manifest.input.shape)
+    reference = read_float32(artifact.path / manifest.output.file, manifest.output.shape)
+    got = run_library(artifact.path / manifest.library, example)
+    np.testing.assert_allclose(got, reference, atol=TOLERANCE, rtol=0)
+    assert np.abs(run_library(artifact.path / manifest.library, -example) - got).max() > 1e-3
+    session = ort.InferenceSession(str(artifact.path / "model.onnx"), providers=["CPUExecutionProvider"])
+    onnx_out = session.run(None, {session.get_inputs()[0].name: example})[0]
+    np.testing.assert_allclose(onnx_out, reference, atol=TOLERANCE, rtol=0)
