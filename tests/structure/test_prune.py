@@ -10,8 +10,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from edgekd.models import create_model
-from edgekd.models.layers import BorderCorrectedConv2d
 from edgekd.models.io import ModelArch, load_model, save_model
+from edgekd.models.layers import BorderCorrectedConv2d
 from edgekd.structure.groups import trace_groups
 from edgekd.structure.prune import final_masks, masked_copy, prune_model, save_arch_spec
 from tests.structure.conftest import kill_channels, randomise_bn
