@@ -35,7 +35,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgekd.atomic import atomic_write_json, atomic_write_text  # noqa: E402
+from edgekd.atomic import atomic_write_json  # noqa: E402
 from edgekd.config.recipe import (  # noqa: E402
     BlockBudget,
     DataConfig,
@@ -51,6 +51,7 @@ from edgekd.learn.engine import Trainer, evaluate, seed_everything  # noqa: E402
 from edgekd.models import create_model  # noqa: E402
 from edgekd.models.counting import count_model  # noqa: E402
 from edgekd.models.io import ModelArch, load_model, save_model  # noqa: E402
+from edgekd.results.markdown import write_section  # noqa: E402
 from edgekd.structure.budgets import KINDS  # noqa: E402
 from edgekd.structure.costs import block_costs  # noqa: E402
 from edgekd.structure.learner import StructureLearner, no_weight_decay  # noqa: E402
@@ -193,13 +194,7 @@ def write_report(args, teacher_row):
             lines.append(f"| {method} | {len(rows)} | {fmt([r['test_acc'] for r in rows], 100)} | "
                          f"{fmt([r['flops'] for r in rows], 1e-6)} | {fmt([r['flops_ratio'] for r in rows], 1, 3)} | "
                          f"{fmt([r['params'] for r in rows], 1e-3, 1)} | {fmt([r['seconds'] for r in rows], 1, 0)} |")
-    lines.append("")
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    before, _, after = text.partition(SECTION)
-    rest = after.split("\n## ", 1)
-    tail = ("\n## " + rest[1]) if len(rest) > 1 else ""
-    atomic_write_text(path, before.rstrip() + "\n\n" + "\n".join(lines) + tail)
+    write_section(ROOT / "docs" / "benchmarks.md", SECTION, "\n".join(lines[2:]))
 
 
 def main() -> None:

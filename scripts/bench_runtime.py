@@ -32,12 +32,14 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edgekd.atomic import atomic_write_json, atomic_write_text  # noqa: E402
+from edgekd.atomic import atomic_write_json  # noqa: E402
 from edgekd.compile import CompileOptions, compile_model, read_manifest  # noqa: E402
 from edgekd.models import create_model  # noqa: E402
+from edgekd.results.host import describe_host  # noqa: E402
+from edgekd.results.markdown import write_section  # noqa: E402
 
 WARMUP_SECONDS, MIN_RUNS, MIN_SECONDS = 0.5, 50, 1.0
-SECTION_START, SECTION_END = "## Runtime", "<!-- end: Runtime -->"
+SECTION = "## Runtime"
 
 
 @dataclass(frozen=True)
@@ -158,8 +160,7 @@ def measure_rounds(contenders: dict, rounds: int) -> dict[str, dict]:
 
 
 def render(results: dict) -> str:
-    lines = [SECTION_START, "",
-             f"Host: {results['host']}, {results['threads']} threads for every runtime, batch 1, 3x32x32 float32. "
+    lines = [f"Host: {results['host']}, {results['threads']} threads for every runtime, batch 1, 3x32x32 float32. "
              "Latency in ms, TFLite-style protocol (warm-up >= 1 run and >= 0.5 s; then >= 50 runs and >= 1 s). "
              "TVM is timed by the artifact's `edgekd-runner`; PyTorch eager and ONNX Runtime in Python. "
              "The machine is shared (2 cores, other jobs running): runtimes are measured in interleaved rounds "
@@ -190,31 +191,11 @@ def render(results: dict) -> str:
         lines.append(f"- Database reuse: recompiling {reuse['network']} with the same `--tune-trials` took "
                      f"{reuse['second_s']:.1f} s vs {reuse['first_s']:.1f} s the first time "
                      f"({100 * reuse['second_s'] / reuse['first_s']:.1f}%), {reuse['measured']} new measurements.")
-    lines += ["", SECTION_END, ""]
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
 
 
 def write_docs(results: dict, docs: Path) -> None:
-    section = render(results)
-    text = docs.read_text() if docs.is_file() else "# Benchmarks\n\n"
-    if SECTION_START in text and SECTION_END in text:
-        before, rest = text.split(SECTION_START, 1)
-        after = rest.split(SECTION_END, 1)[1].lstrip("\n")
-        text = before + section + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    atomic_write_text(docs, text)
-
-
-def host_description() -> str:
-    import platform
-
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
-    except (OSError, StopIteration):
-        model = platform.processor()
-    return f"{model} ({os.cpu_count()} logical CPUs)"
+    write_section(docs, SECTION, render(results))
 
 
 def bench_network(net: Network, args: argparse.Namespace, results: dict) -> None:
@@ -291,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python scripts/bench_runtime.py " + " ".join(argv if argv is not None else sys.argv[1:])
     previous = args.out / "results.json"
     results = json.loads(previous.read_text()) if previous.is_file() else {"networks": []}
-    results.update({"host": host_description(), "threads": args.threads})
+    results.update({"host": describe_host(), "threads": args.threads})
     results["command"] = command if "command" not in results else f"{results['command']}; then {command}"
     wanted = args.networks.split(",")
     for net in [n for n in networks(args.compressed) if n.key in wanted]:

@@ -5,14 +5,16 @@ cost of a structure-learning step (KD + per-block λ controller + proximal γ st
 Steady-state images/s is measured over ``--steps`` optimizer steps after ``--warmup`` steps (real
 CIFAR-10 batches with augmentation, channels_last, SGD), and an epoch of 50,000 images is extrapolated.
 
-    .venv/bin/python scripts/bench_training.py --data ../shared/data --threads 2 --out docs/bench_training.json
+    .venv/bin/python scripts/bench_training.py --data ../shared/data --threads 2
+
+Writes the ``## Training`` section of docs/benchmarks.md (``--docs``; only that section is replaced) and,
+with ``--out FILE``, the raw rows as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -23,6 +25,8 @@ from edgekd.data import build_loaders
 from edgekd.learn.distill import CrossEntropyObjective, DistillationObjective
 from edgekd.learn.engine import build_optimizer
 from edgekd.models import create_model
+from edgekd.results.host import describe_host
+from edgekd.results.markdown import write_section
 
 MODELS = {"resnet20": ("resnet20_cifar", {}), "resnet56": ("resnet56_cifar", {}),
           "mobilenetv2": ("mobilenetv2_cifar", {})}
@@ -70,8 +74,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--out", default=None, help="also write the raw rows to this JSON file")
+    parser.add_argument("--docs", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     loaders = build_loaders(DataConfig(dataset="cifar10", root=args.data, batch_size=args.batch, workers=0,
@@ -96,10 +101,30 @@ def main() -> None:
     print(json.dumps(rows[-1]), flush=True)
     rows.append(structure_row(teacher, loaders, args, kd))
     print(json.dumps(rows[-1]), flush=True)
-    report = {"machine": platform.processor() or platform.machine(), "threads": args.threads, "batch": args.batch,
+    report = {"machine": describe_host(), "threads": args.threads, "batch": args.batch,
               "steps": args.steps, "torch": torch.__version__, "rows": rows}
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    write_section(args.docs, "## Training", render(report, args))
+
+
+def render(report: dict, args: argparse.Namespace) -> str:
+    command = (f".venv/bin/python scripts/bench_training.py --data {args.data} --threads {args.threads} "
+               f"--batch {args.batch} --warmup {args.warmup} --steps {args.steps}")
+    lines = [f"{report['machine']}, {report['threads']} threads, batch {report['batch']}, torch {report['torch']}, "
+             "channels_last, SGD; real CIFAR-10 batches with augmentation. Images/s is measured over "
+             f"{report['steps']} optimizer steps after {args.warmup} warm-up steps; the epoch time (50,000 images) "
+             "is extrapolated from it.", "", f"Command: `{command}`", "",
+             "| model | mode | images/s | epoch of 50k images (min) | ratio |", "|---|---|---|---|---|"]
+    for row in report["rows"]:
+        ratio = ""
+        if "kd_over_plain_throughput" in row:
+            ratio = f"KD / plain throughput = {row['kd_over_plain_throughput']:.2f}"
+        elif "structure_over_kd_time" in row:
+            ratio = f"structure-learning step time / KD step time = {row['structure_over_kd_time']:.2f}"
+        lines.append(f"| {row['model']} | {row['mode']} | {row['images_per_second']:.1f} | "
+                     f"{row['epoch_50k_min']:.1f} | {ratio} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
