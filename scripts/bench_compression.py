@@ -144,6 +144,7 @@ def run_cell(method, seed, args, loaders, teacher, teacher_flops):
     seed_everything(seed)
     run_dir = args.out / "runs" / f"{method}-s{seed}"
     steps = args.steps
+    kwargs = dict(TEACHER[1])
     started = time.perf_counter()
     if method == "edgekd":
         structure = StructureConfig(blocks=stage_blocks(teacher, teacher_flops), lambda_rate=0.5, update_every=5,
@@ -152,7 +153,8 @@ def run_cell(method, seed, args, loaders, teacher, teacher_flops):
         pruned = learn_and_prune(student, loaders, structure, kd(teacher, student), steps, run_dir / "learn")
         final = train(pruned, loaders, steps, kd(teacher, pruned), run_dir / "finetune", lr=0.02)
     elif method in ("uniform", "uniform_kd"):
-        student = create_model(TEACHER[0], **uniform_width(teacher_flops))
+        kwargs = uniform_width(teacher_flops)
+        student = create_model(TEACHER[0], **kwargs)
         objective = kd(teacher, student) if method == "uniform_kd" else CrossEntropyObjective()
         final = train(student, loaders, 2 * steps, objective, run_dir / "train")
     else:
@@ -161,6 +163,7 @@ def run_cell(method, seed, args, loaders, teacher, teacher_flops):
         student = copy.deepcopy(teacher).requires_grad_(True)  # KD objectives freeze the teacher's grads
         pruned = learn_and_prune(student, loaders, structure, CrossEntropyObjective(), steps, run_dir / "learn")
         final = train(reinitialise(pruned), loaders, steps, CrossEntropyObjective(), run_dir / "retrain")
+    save_model(run_dir / "model.pt", final, ModelArch(TEACHER[0], kwargs))  # pruned widths load by shape
     count = count_model(final)
     return {"method": method, "seed": seed, "test_acc": evaluate(final, loaders.test).acc, "flops": count.flops,
             "params": count.params, "flops_ratio": count.flops / teacher_flops, "optimizer_steps": 2 * steps,

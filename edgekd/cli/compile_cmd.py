@@ -27,6 +27,8 @@ def compile_(
                                          "records are kept per target and reused."),
     tune_minutes: float = typer.Option(None, "--tune-minutes", min=0.1,
                                        help="Stop tuning after this many minutes; records so far are kept."),
+    no_weight_prepack: bool = typer.Option(False, "--no-weight-prepack",
+                                           help="Keep the weights' layout when tuning (no blocked layouts)."),
     no_onnx: bool = typer.Option(False, "--no-onnx", help="Skip the ONNX export."),
     json_: bool = JsonOpt,
 ) -> None:
@@ -34,7 +36,8 @@ def compile_(
     from edgekd.compile import CompileOptions, compile_model, default_output_dir
 
     out_dir = out or default_output_dir(model, target)
-    options = CompileOptions(tune_trials=tune_trials, tune_max_minutes=tune_minutes, onnx=not no_onnx)
+    options = CompileOptions(tune_trials=tune_trials, tune_max_minutes=tune_minutes, onnx=not no_onnx,
+                             weight_prepack=not no_weight_prepack)
     artifact = compile_model(model, target, out_dir, options)
     if json_:
         emit_json(artifact.to_json())

@@ -53,6 +53,8 @@ class CompileOptions:
         model_name: name recorded in the manifest for a bare ``nn.Module``.
         onnx: also export ``model.onnx``.
         runner: also build the device runner and copy the runtime libraries.
+        weight_prepack: when tuning, let MetaSchedule pick blocked weight layouts, folded into the constants
+            at compile time (same library interface; DESIGN.md §3 names it a main lever on CPUs).
     """
 
     tune_trials: int = 0
@@ -61,6 +63,7 @@ class CompileOptions:
     model_name: str | None = None
     onnx: bool = True
     runner: bool = True
+    weight_prepack: bool = True
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,8 @@ def compile_model(model: object, target: str | Path | TargetProfile, out_dir: st
     host_cpu = build.system_cpu() if profile.tvm_target.mcpu == "host" else None
     tvm_target_dict = profile.tvm_target.as_tvm_dict(host_cpu=host_cpu)
     tvm_target = build.make_target(tvm_target_dict)
-    mod = build.prepare_module(build.import_model(resolved.module, torch.from_numpy(example)), tvm_target)
+    prepack = trials > 0 and options.weight_prepack
+    mod = build.prepare_module(build.import_model(resolved.module, torch.from_numpy(example)), tvm_target, prepack)
     timings["import_s"] = time.perf_counter() - started
 
     tuning, database, measured = TuningInfo(), None, 0
@@ -187,12 +191,13 @@ def compile_model(model: object, target: str | Path | TargetProfile, out_dir: st
         result = tune_module(mod, tvm_target, profile, trials, options.tune_max_minutes)
         database, measured = result.database, result.measured
         tuning = TuningInfo(trials=result.trials, database=str(result.database), seconds=round(result.seconds, 3),
-                            tasks=result.tasks, tasks_tuned=result.tasks_tuned, tasks_reused=result.tasks_reused)
+                            tasks=result.tasks, tasks_tuned=result.tasks_tuned, tasks_reused=result.tasks_reused,
+                            weight_prepack=prepack)
         timings["tune_s"] = result.seconds
 
     with staging_dir(Path(out_dir)) as staging:
         mark = time.perf_counter()
-        build.compile_library(mod, tvm_target, staging / LIBRARY, toolchain.compiler(), database)
+        build.compile_library(mod, tvm_target, staging / LIBRARY, toolchain.compiler(), database, prepack)
         timings["compile_s"] = time.perf_counter() - mark
         example.tofile(staging / INPUT_FILE)
         reference.tofile(staging / OUTPUT_FILE)

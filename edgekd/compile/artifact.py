@@ -63,6 +63,7 @@ class TuningInfo(_Record):
     tasks: int = 0
     tasks_tuned: int = 0
     tasks_reused: int = 0
+    weight_prepack: bool = False  # convolution weights stored in the tuned schedules' layouts
 
 
 class Manifest(_Record):

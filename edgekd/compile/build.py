@@ -5,7 +5,8 @@ optionally, a MetaSchedule database directory whose records are applied. Output:
 VM executable) for the target. Pipeline (TVM 0.27, DESIGN.md §3)::
 
     torch.export.export → relax.frontend.torch.from_exported_program → DecomposeOpsForInference,
-    CanonicalizeBindings, zero_pipeline → [MetaScheduleApplyDatabase] → tvm.compile → export_library
+    CanonicalizeBindings, zero_pipeline [→ AttachAttrLayoutFreeBuffers] → [MetaScheduleApplyDatabase
+    [→ SplitLayoutRewritePreproc → FoldConstant]] → tvm.compile → export_library
 
 Only this module and :mod:`edgekd.compile.tuning` import ``tvm``, always inside functions, so importing
 edgekd stays fast.
@@ -83,21 +84,27 @@ def _unsupported_operators(message: str) -> list[str]:
     return [name.strip().strip("'\"") for name in match.group(1).split(",") if name.strip()]
 
 
-def prepare_module(mod: Any, target: Any) -> Any:
-    """The pre-tuning passes (inference decomposition + legalization); tuning tasks come from this module."""
+def prepare_module(mod: Any, target: Any, weight_prepack: bool = False) -> Any:
+    """The pre-tuning passes (inference decomposition + legalization); tuning tasks come from this module.
+
+    ``weight_prepack`` marks the model's constant weights as layout-free, so MetaSchedule may choose a
+    blocked weight layout per convolution (its schedules then read ``*_prepacked`` weights); the layout
+    transform is folded into the constants at compile time (:func:`compile_library`), so the library's
+    interface is unchanged. Only worth it when tuning: untuned schedules never rewrite layouts.
+    """
     import tvm
     from tvm import relax
 
+    passes = [relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings(),
+              relax.get_pipeline("zero")]
+    if weight_prepack:
+        passes.append(relax.transform.AttachAttrLayoutFreeBuffers())
     with target:
-        return tvm.transform.Sequential([
-            relax.transform.DecomposeOpsForInference(),
-            relax.transform.CanonicalizeBindings(),
-            relax.get_pipeline("zero"),
-        ])(mod)
+        return tvm.transform.Sequential(passes)(mod)
 
 
 def compile_library(mod: Any, target: Any, output: Path, compiler: str | None,
-                    database_dir: Path | None = None) -> Path:
+                    database_dir: Path | None = None, weight_prepack: bool = False) -> Path:
     """Compile a prepared module and export it as a shared library.
 
     Args:
@@ -106,6 +113,8 @@ def compile_library(mod: Any, target: Any, output: Path, compiler: str | None,
         output: the ``.so`` to write.
         compiler: one C compiler executable (cross or host); ``None`` uses TVM's default (host g++).
         database_dir: a MetaSchedule JSON database directory whose best records are applied.
+        weight_prepack: the module was prepared with ``weight_prepack``: split each tuned schedule's weight
+            layout rewrite out and fold it into the constant weights.
 
     Raises:
         CompileError: TVM failed to compile. ToolchainError: the C compiler failed to link.
@@ -118,6 +127,9 @@ def compile_library(mod: Any, target: Any, output: Path, compiler: str | None,
         if database_dir is not None:
             with target, tvm.transform.PassContext(opt_level=3):
                 mod = relax.transform.MetaScheduleApplyDatabase(str(database_dir))(mod)
+                if weight_prepack:
+                    mod = relax.transform.SplitLayoutRewritePreproc()(mod)
+                    mod = relax.transform.FoldConstant()(mod)
         executable = tvm.compile(mod, target)
     except Exception as err:  # tvm raises its own error types
         raise CompileError(f"TVM could not compile the model for {target}: {_first_line(err)}") from None

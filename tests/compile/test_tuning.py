@@ -38,7 +38,7 @@ def test_tuned_compile_matches_pytorch_and_reuses_its_database(private_host_targ
     first = compile_model(small_net(), private_host_target, tmp_path / "first", options)
     tuning = first.manifest.tuning
     assert first.tuned and tuning.tasks >= 3 and tuning.tasks_tuned == tuning.tasks and tuning.trials >= 8
-    assert first.tuning_measured > 0
+    assert first.tuning_measured > 0 and tuning.weight_prepack
     assert (database_dir(private_host_target) / "database_tuning_record.json").stat().st_size > 0
 
     example = read_float32(first.path / "input.bin", first.manifest.input.shape)
