@@ -7,7 +7,7 @@ Methods (MobileNetV2-CIFAR ×0.5 teacher, 2× FLOP reduction, every student gets
 optimizer steps, 2·STEPS, batch 64):
 
 * ``edgekd``            — student = teacher; STEPS structure learning with KD and per-stage budgets
-                          (stages 2..7, one fraction chosen so the whole network is at 0.5× FLOPs), prune,
+                          (stages 2..7 + head, one fraction chosen so the whole network is at 0.5× FLOPs), prune,
                           STEPS finetuning with KD.
 * ``uniform_kd``        — uniform width multiplier at matched FLOPs, 2·STEPS with KD from scratch.
 * ``uniform``           — the same without KD.
@@ -100,8 +100,13 @@ def uniform_width(teacher_flops: int) -> dict:
 
 
 def stage_blocks(teacher: nn.Module, teacher_flops: int) -> list[BlockBudget]:
-    """Stages 2..7 with one fraction so that the whole network lands at TARGET × FLOPs."""
-    stages = {k: v for k, v in teacher.stage_modules().items() if k not in ("stem", "stage1", "head")}
+    """Stages 2..7 and the head with one fraction, so that the whole network lands at TARGET × FLOPs.
+
+    The stem and stage 1 (small, and first in line for every later op) stay dense: ops no block covers are
+    frozen, and so is everything they write, so their cost is constant. Every other op is in a block — an
+    op outside every block but reading a pruned group (the head conv reads stage 7) would shrink uncontrolled.
+    """
+    stages = {k: v for k, v in teacher.stage_modules().items() if k not in ("stem", "stage1")}
     blocks = [BlockBudget(name=k, modules=v, flops=1.0) for k, v in stages.items()]
     probe = StructureLearner(copy.deepcopy(teacher).requires_grad_(True), StructureConfig(blocks=blocks))
     dense = [torch.ones(g.size, dtype=torch.bool) for g in probe.graph.groups]
