@@ -121,18 +121,19 @@ def kd(teacher, student):
                                  torch.zeros(1, 3, 32, 32))
 
 
-def train(model, loaders, steps, objective, run_dir, lr=0.05, schedule="cosine", callbacks=(), nwd=None):
+def train(model, loaders, steps, objective, run_dir, seed, lr=0.05, schedule="cosine", callbacks=(), nwd=None):
+    """``seed`` drives the data order and augmentation (the Trainer reseeds every RNG with it)."""
     trainer = Trainer(model, loaders, training_cfg(steps, lr, schedule), run_dir, objective=objective,
-                      callbacks=callbacks, no_weight_decay=nwd, description=run_dir.name)
+                      callbacks=callbacks, no_weight_decay=nwd, description=run_dir.name, seed=seed)
     trainer.fit()
     return trainer.model.cpu().to(memory_format=torch.contiguous_format).eval()
 
 
-def learn_and_prune(student, loaders, structure, objective_base, steps, run_dir):
+def learn_and_prune(student, loaders, structure, objective_base, steps, run_dir, seed):
     learner = StructureLearner(student, structure)
     no_val = copy.copy(loaders)
     no_val.val = None
-    train(student, no_val, steps, learner.objective(objective_base), run_dir, lr=0.02, schedule="constant",
+    train(student, no_val, steps, learner.objective(objective_base), run_dir, seed, lr=0.02, schedule="constant",
           callbacks=[learner.callback], nwd=no_weight_decay)
     masks = final_masks(learner.graph, structure.threshold, structure.round_to)
     return prune_model(student.eval(), learner.graph, masks).model
@@ -155,19 +156,19 @@ def run_cell(method, seed, args, loaders, teacher, teacher_flops):
         structure = StructureConfig(blocks=stage_blocks(teacher, teacher_flops), lambda_rate=0.5, update_every=5,
                                     learn=PhaseConfig(epochs=1), finetune=PhaseConfig(epochs=1))
         student = copy.deepcopy(teacher).requires_grad_(True)  # KD objectives freeze the teacher's grads
-        pruned = learn_and_prune(student, loaders, structure, kd(teacher, student), steps, run_dir / "learn")
-        final = train(pruned, loaders, steps, kd(teacher, pruned), run_dir / "finetune", lr=0.02)
+        pruned = learn_and_prune(student, loaders, structure, kd(teacher, student), steps, run_dir / "learn", seed)
+        final = train(pruned, loaders, steps, kd(teacher, pruned), run_dir / "finetune", seed, lr=0.02)
     elif method in ("uniform", "uniform_kd"):
         kwargs = uniform_width(teacher_flops)
         student = create_model(TEACHER[0], **kwargs)
         objective = kd(teacher, student) if method == "uniform_kd" else CrossEntropyObjective()
-        final = train(student, loaders, 2 * steps, objective, run_dir / "train")
+        final = train(student, loaders, 2 * steps, objective, run_dir / "train", seed)
     else:
         structure = StructureConfig(global_budget=GlobalBudget(flops=TARGET), default="free", lambda_rate=0.5,
                                     update_every=5)
         student = copy.deepcopy(teacher).requires_grad_(True)  # KD objectives freeze the teacher's grads
-        pruned = learn_and_prune(student, loaders, structure, CrossEntropyObjective(), steps, run_dir / "learn")
-        final = train(reinitialise(pruned), loaders, steps, CrossEntropyObjective(), run_dir / "retrain")
+        pruned = learn_and_prune(student, loaders, structure, CrossEntropyObjective(), steps, run_dir / "learn", seed)
+        final = train(reinitialise(pruned), loaders, steps, CrossEntropyObjective(), run_dir / "retrain", seed)
     save_model(run_dir / "model.pt", final, ModelArch(TEACHER[0], kwargs))  # pruned widths load by shape
     count = count_model(final)
     return {"method": method, "seed": seed, "test_acc": evaluate(final, loaders.test).acc, "flops": count.flops,
@@ -194,7 +195,7 @@ def run_mixed_budgets(args, loaders, teacher) -> dict:
     no_val = copy.copy(loaders)
     no_val.val = None
     train(student, no_val, args.steps, learner.objective(kd(teacher, student)), args.out / "runs" / "mixed-learn",
-          lr=0.02, schedule="constant", callbacks=[learner.callback], nwd=no_weight_decay)
+          0, lr=0.02, schedule="constant", callbacks=[learner.callback], nwd=no_weight_decay)
     masks = final_masks(learner.graph, structure.threshold, structure.round_to)
     return {"blocks": block_report(learner.controller, masks), "steps": args.steps}
 
