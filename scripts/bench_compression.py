@@ -239,6 +239,8 @@ def write_report(args, teacher_row):
                          f"{fmt([r['flops'] for r in rows], 1e-6)} | {fmt([r['flops_ratio'] for r in rows], 1, 3)} | "
                          f"{fmt([r['params'] for r in rows], 1e-3, 1)} | {fmt([r['seconds'] for r in rows], 1, 0)} |")
     lines += ["", *block_attainment(args), *mixed_lines(args)]
+    if args.note:
+        lines += ["", args.note]
     write_section(ROOT / "docs" / "benchmarks.md", SECTION, "\n".join(lines[2:]))
 
 
@@ -286,6 +288,7 @@ def main() -> None:
     parser.add_argument("--train-subset", type=int, default=20000)
     parser.add_argument("--test-subset", type=int, default=2000)
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--note", default="", help="a sentence appended to the section (e.g. measurement caveats)")
     parser.add_argument("--mixed-budgets", action="store_true",
                         help="only run structure learning with budgets frozen/0.5/0.7 on stages 3/4/5 and report it")
     args = parser.parse_args()
