@@ -225,8 +225,8 @@ def tune_module(mod: Any, target: Any, profile: TargetProfile, trials: int,
 
     ``max_minutes`` bounds the tuning wall time: when it runs out, the remaining tasks are stopped and the
     records measured so far are kept (tasks cut short are tuned again by a later compile). The deadline is
-    checked as measured batches are joined; the gradient task scheduler joins its first round (one batch
-    per task) only after sending all of it, so the first round always completes.
+    checked each time a task asks for its next batch of candidates; every task gets at least its first
+    batch (so the first round always completes), and batches already in flight are joined and recorded.
 
     Raises:
         ToolchainError: the target cannot be measured from here. CompileError: MetaSchedule failed.
@@ -258,23 +258,58 @@ def tune_module(mod: Any, target: Any, profile: TargetProfile, trials: int,
                         time.perf_counter() - started)
 
 
-def _deadline_callback(deadline: float | None, contexts: list[Any], measured: dict[str, int]) -> Any:
-    """A measure callback that counts trials per task and stops every task once ``deadline`` passes."""
+def _counting_callback(contexts: list[Any], measured: dict[str, int]) -> Any:
+    """A measure callback that counts the trials measured per task."""
     from tvm.ir.utils import derived_object
     from tvm.s_tir import meta_schedule as ms
 
     @derived_object
-    class _Deadline(ms.measure_callback.PyMeasureCallback):
+    class _Count(ms.measure_callback.PyMeasureCallback):
         def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
             name = contexts[task_id].task_name
             measured[name] = measured.get(name, 0) + len(measure_candidates)
-            if deadline is None or time.monotonic() < deadline:
-                return
-            for index, record in enumerate(task_scheduler.tasks_):
-                if not record.is_terminated:
-                    task_scheduler.terminate_task(index)
 
-    return _Deadline()
+    return _Count()
+
+
+def _deadline_strategy(inner: Any, deadline: float | None) -> Any:
+    """Wrap a search strategy so that, once ``deadline`` passes, a task that has had its first batch asks for
+    no more candidates — the scheduler then ends that task itself, after joining what is in flight.
+
+    (Terminating tasks from a measure callback instead crashes the gradient scheduler, which may already
+    have picked a task that the callback ends: ``Check failed: (!task->is_terminated)``.)
+    """
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir import meta_schedule as ms
+
+    @derived_object
+    class _Deadline(ms.search_strategy.PySearchStrategy):
+        def __init__(self, strategy: Any) -> None:
+            self.strategy = strategy
+            self.generated = False
+
+        def _initialize_with_tune_context(self, context: Any) -> None:
+            self.strategy._initialize_with_tune_context(context)
+
+        def pre_tuning(self, max_trials, num_trials_per_iter, design_spaces, database=None, cost_model=None) -> None:
+            self.strategy.pre_tuning(max_trials, num_trials_per_iter, design_spaces, database, cost_model)
+
+        def post_tuning(self) -> None:
+            self.strategy.post_tuning()
+
+        def generate_measure_candidates(self) -> Any:
+            if self.generated and deadline is not None and time.monotonic() >= deadline:
+                return None
+            self.generated = True
+            return self.strategy.generate_measure_candidates()
+
+        def notify_runner_results(self, measure_candidates, results) -> None:
+            self.strategy.notify_runner_results(measure_candidates, results)
+
+        def clone(self) -> Any:
+            return _Deadline(self.strategy.clone())
+
+    return _Deadline(inner)
 
 
 def _run_tuning(tasks: list[Any], per_task: int, directory: Path, database: Any, profile: TargetProfile,
@@ -289,14 +324,14 @@ def _run_tuning(tasks: list[Any], per_task: int, directory: Path, database: Any,
     _import_cpu_tensor_intrinsics(profile.arch)
     with _foreign_log_handlers_detached():
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-            tasks, str(directory), strategy=_search_strategy(per_task))
+            tasks, str(directory), strategy=_deadline_strategy(_search_strategy(per_task), deadline))
     try:
         ms.tune.tune_tasks(
             tasks=contexts, task_weights=weights, work_dir=str(directory),
             max_trials_global=per_task * len(contexts), max_trials_per_task=per_task,
             num_trials_per_iter=min(64, max(4, per_task // 2)), builder=builder, runner=runner, database=database,
             measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"),
-                               _deadline_callback(deadline, contexts, measured)],
+                               _counting_callback(contexts, measured)],
         )
     except Exception as err:  # tvm raises its own error types
         raise CompileError(f"MetaSchedule tuning failed: {str(err).strip().splitlines()[-1][:300]}") from None

@@ -72,3 +72,24 @@ def test_time_cap_keeps_partial_records_and_marks_tasks_unfinished(private_host_
     example = read_float32(artifact.path / "input.bin", artifact.manifest.input.shape)
     reference = read_float32(artifact.path / "reference_output.bin", artifact.manifest.output.shape)
     np.testing.assert_allclose(run_library(artifact.path / "model.so", example), reference, atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow
+def test_time_cap_in_the_gradient_phase_stops_cleanly(private_host_target, tmp_path):
+    """A deadline that falls after the first round, while the gradient scheduler picks tasks: tuning ends
+    without MetaSchedule's 'Check failed: (!task->is_terminated)' and keeps what was measured."""
+    import json
+
+    options = CompileOptions(tune_trials=100, tune_max_minutes=1.5, onnx=False, runner=False)
+    artifact = compile_model(small_net(), private_host_target, tmp_path / "capped", options)
+    tuning = artifact.manifest.tuning
+    per_task = tuning.trials // tuning.tasks_tuned
+    ledger = json.loads((database_dir(private_host_target) / "edgekd_tasks.json").read_text())
+    trials = [entry["trials"] for entry in ledger.values()]
+    per_batch = min(64, max(4, per_task // 2))  # tuning.py's num_trials_per_iter
+    assert artifact.tuning_measured > tuning.tasks_tuned * per_batch  # past the first round (a batch per task)
+    assert any(t < per_task for t in trials)  # and cut short by the deadline
+    assert tuning.seconds < 1.5 * 60 + 90  # the deadline held (plus set-up and the batches in flight)
+    example = read_float32(artifact.path / "input.bin", artifact.manifest.input.shape)
+    reference = read_float32(artifact.path / "reference_output.bin", artifact.manifest.output.shape)
+    np.testing.assert_allclose(run_library(artifact.path / "model.so", example), reference, atol=1e-4, rtol=0)
