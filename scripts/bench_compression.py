@@ -129,13 +129,18 @@ def train(model, loaders, steps, objective, run_dir, seed, lr=0.05, schedule="co
     return trainer.model.cpu().to(memory_format=torch.contiguous_format).eval()
 
 
-def learn_and_prune(student, loaders, structure, objective_base, steps, run_dir, seed):
+def learn_structure(student, loaders, structure, objective_base, steps, run_dir, seed):
+    """STEPS of structure learning at a fixed lr (no validation); returns the learner and the final masks."""
     learner = StructureLearner(student, structure)
     no_val = copy.copy(loaders)
     no_val.val = None
     train(student, no_val, steps, learner.objective(objective_base), run_dir, seed, lr=0.02, schedule="constant",
           callbacks=[learner.callback], nwd=no_weight_decay)
-    masks = final_masks(learner.graph, structure.threshold, structure.round_to)
+    return learner, final_masks(learner.graph, structure.threshold, structure.round_to)
+
+
+def learn_and_prune(student, loaders, structure, objective_base, steps, run_dir, seed):
+    learner, masks = learn_structure(student, loaders, structure, objective_base, steps, run_dir, seed)
     return prune_model(student.eval(), learner.graph, masks).model
 
 
@@ -191,12 +196,8 @@ def run_mixed_budgets(args, loaders, teacher) -> dict:
     blocks = [BlockBudget(name=name, modules=stages[name], **budget) for name, budget in MIXED]
     structure = StructureConfig(blocks=blocks, lambda_rate=0.5, update_every=5)
     student = copy.deepcopy(teacher).requires_grad_(True)
-    learner = StructureLearner(student, structure)
-    no_val = copy.copy(loaders)
-    no_val.val = None
-    train(student, no_val, args.steps, learner.objective(kd(teacher, student)), args.out / "runs" / "mixed-learn",
-          0, lr=0.02, schedule="constant", callbacks=[learner.callback], nwd=no_weight_decay)
-    masks = final_masks(learner.graph, structure.threshold, structure.round_to)
+    learner, masks = learn_structure(student, loaders, structure, kd(teacher, student), args.steps,
+                                     args.out / "runs" / "mixed-learn", 0)
     return {"blocks": block_report(learner.controller, masks), "steps": args.steps}
 
 
@@ -210,8 +211,7 @@ def fmt(values, scale=1.0, digits=2):
 
 def write_report(args, teacher_row):
     cells = [json.loads(p.read_text()) for p in sorted((args.out / "cells").glob("*.json"))]
-    lines = [SECTION, "",
-             f"CPU scale: teacher {TEACHER[0]} x{TEACHER[1]['width_mult']} trained {args.teacher_steps} steps "
+    lines = [f"CPU scale: teacher {TEACHER[0]} x{TEACHER[1]['width_mult']} trained {args.teacher_steps} steps "
              f"(one-cycle, batch 64) on {args.train_subset} CIFAR-10 training images (1,000 of them held out for "
              f"validation); every student gets {2 * args.steps} optimizer steps at batch 64 on the same images; "
              f"test = the held-out split (images 40000..49999, first {args.test_subset}). Target: 2x fewer FLOPs "
@@ -241,7 +241,7 @@ def write_report(args, teacher_row):
     lines += ["", *block_attainment(args), *mixed_lines(args)]
     if args.note:
         lines += ["", args.note]
-    write_section(ROOT / "docs" / "benchmarks.md", SECTION, "\n".join(lines[2:]))
+    write_section(ROOT / "docs" / "benchmarks.md", SECTION, "\n".join(lines))
 
 
 def mixed_lines(args) -> list[str]:

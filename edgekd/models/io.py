@@ -101,7 +101,7 @@ def resize_to_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor]) 
         replacement = _resized(module, weight.shape, has_bias)
         if offset is not None:  # pruned with border correction (edgekd.models.layers)
             replacement = BorderCorrectedConv2d.from_conv(replacement, offset)
-        _set_submodule(model, name, replacement.train(module.training))
+        set_submodule(model, name, replacement.train(module.training))
     return model
 
 
@@ -119,7 +119,8 @@ def _resized(module: nn.Module, shape: torch.Size, has_bias: bool) -> nn.Module:
     raise CheckpointError(f"cannot resize layer of type {type(module).__name__} to {tuple(shape)}")
 
 
-def _set_submodule(root: nn.Module, dotted: str, new: nn.Module) -> None:
+def set_submodule(root: nn.Module, dotted: str, new: nn.Module) -> None:
+    """Replace the submodule at the dotted name ``dotted`` of ``root`` with ``new``."""
     parent_name, _, child = dotted.rpartition(".")
     parent = root.get_submodule(parent_name) if parent_name else root
     setattr(parent, child, new)

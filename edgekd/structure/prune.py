@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from edgekd.atomic import atomic_write_json
+from edgekd.models.io import set_submodule
 from edgekd.models.layers import BorderCorrectedConv2d
 from edgekd.structure.groups import ChannelGraph, OpInfo
 
@@ -223,9 +224,7 @@ def _attach_borders(pruned: nn.Module, graph: ChannelGraph, masks: list[torch.Te
             continue
         conv = pruned.get_submodule(name)
         offset = fold.border[_kept_outputs(graph.op(name), masks)]
-        parent, _, child = name.rpartition(".")
-        owner = pruned.get_submodule(parent) if parent else pruned
-        setattr(owner, child, BorderCorrectedConv2d.from_conv(conv, offset))
+        set_submodule(pruned, name, BorderCorrectedConv2d.from_conv(conv, offset))
 
 
 def _deviation(masked: nn.Module, pruned: nn.Module, example: torch.Tensor) -> dict[str, float]:

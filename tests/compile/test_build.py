@@ -115,18 +115,12 @@ def test_border_corrected_pruned_resnet_compiles_and_matches(tmp_path):
     from edgekd.models.layers import BorderCorrectedConv2d
     from edgekd.structure.groups import trace_groups
     from edgekd.structure.prune import final_masks, prune_model
+    from tests.structure.conftest import kill_channels
 
     torch.manual_seed(0)
     model = randomize_batchnorm(create_model("resnet20_cifar", num_classes=10))
     graph = trace_groups(model)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # kill ~40% of each prunable group's channels
-        for group in graph.groups:
-            group.frozen = False
-            if group.prunable:
-                dead = torch.rand(group.size, generator=generator) < 0.4
-                for member in group.bns:
-                    member.module.weight[member.module_idx[dead[member.group_idx]]] = 1e-4
+    kill_channels(graph, 0.4)
     pruned = prune_model(model, graph, final_masks(graph, 1e-2)).model
     assert any(isinstance(m, BorderCorrectedConv2d) for m in pruned.modules())
     artifact = compile_model(pruned, "host", tmp_path / "pruned", CompileOptions(runner=False))
