@@ -189,7 +189,7 @@ def run_mixed_budgets(args, loaders, teacher) -> dict:
 
     Reports each block's final FLOPs against its budget after pruning with the one global τ.
     """
-    from edgekd.structure.compress import block_report
+    from edgekd.pipeline.compress import block_report
 
     seed_everything(0)
     stages = teacher.stage_modules()

@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from edgekd.device.ssh import Result, build_command
+from edgekd.device.commands import Result, build_command
 from edgekd.errors import DeviceError
 
 

@@ -55,6 +55,11 @@ class LoadedModel:
         return self.arch.input_shape
 
 
+def for_inference(model: nn.Module) -> nn.Module:
+    """``model`` on the CPU, in contiguous memory format (training may use channels_last), in eval mode."""
+    return model.cpu().to(memory_format=torch.contiguous_format).eval()
+
+
 def save_model(path: str | Path, model: nn.Module, arch: ModelArch, extra: dict[str, Any] | None = None) -> Path:
     """Write ``model.pt`` atomically (weights in CPU memory, contiguous format)."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from edgekd.device import ssh
-from edgekd.device.ssh import Connection, build_command, known_hosts_entry, parse_target
+from edgekd.device.commands import build_command
+from edgekd.device.ssh import Connection, known_hosts_entry, parse_target
 from edgekd.errors import ConfigError
 
 CONF = Path(__file__).parent / "ssh_config" / "proxyjump.conf"

@@ -13,7 +13,7 @@ from edgekd.data import build_loaders
 from edgekd.learn.distill import CrossEntropyObjective, DistillationObjective
 from edgekd.learn.engine import Trainer, seed_everything
 from edgekd.models import create_model
-from edgekd.structure.compress import block_report
+from edgekd.pipeline.compress import block_report
 from edgekd.structure.learner import StructureLearner, no_weight_decay
 from edgekd.structure.prune import final_masks
 

@@ -26,12 +26,11 @@ from edgekd.atomic import atomic_write_json
 from edgekd.config.recipe import PhaseConfig, Recipe, TrainingConfig
 from edgekd.data import Loaders, build_loaders
 from edgekd.errors import ConfigError
-from edgekd.learn.distill import CrossEntropyObjective, DistillationObjective
 from edgekd.learn.engine import Trainer, evaluate, seed_everything
 from edgekd.learn.runs import resolve_run_dir, write_recipe
-from edgekd.models import create_model
 from edgekd.models.counting import count_model
-from edgekd.models.io import ModelArch, load_model, save_model
+from edgekd.models.io import for_inference, load_model, save_model
+from edgekd.pipeline.train import build_model, load_teacher, model_arch, objective_for, train
 from edgekd.structure.budgets import KINDS, BudgetController
 from edgekd.structure.costs import block_costs
 from edgekd.structure.learner import StructureLearner, no_weight_decay
@@ -63,13 +62,6 @@ def phase_config(training: TrainingConfig, phase: PhaseConfig) -> TrainingConfig
     return training.model_copy(update=update)
 
 
-def _base_objective(recipe: Recipe, teacher: nn.Module | None, student: nn.Module, loaders: Loaders) -> nn.Module:
-    if teacher is None:
-        return CrossEntropyObjective(recipe.training.label_smoothing)
-    sample = torch.zeros(loaders.input_shape)
-    return DistillationObjective(teacher, recipe.distill, student, sample, recipe.training.label_smoothing)
-
-
 def learn_structure(recipe: Recipe, student: nn.Module, teacher: nn.Module | None, loaders: Loaders,
                     run_dir: Path, resume: bool = False) -> tuple[StructureLearner, dict[str, Any]]:
     """Train ``student`` with Σ λ_b·R_b (+ KD when ``teacher`` is given) at the learn phase's fixed lr.
@@ -78,7 +70,7 @@ def learn_structure(recipe: Recipe, student: nn.Module, teacher: nn.Module | Non
     controller reached at the end)."""
     learner = StructureLearner(student, recipe.structure, loaders.input_shape)
     cfg = phase_config(recipe.training, recipe.structure.learn)
-    objective = learner.objective(_base_objective(recipe, teacher, student, loaders))
+    objective = learner.objective(objective_for(recipe, teacher, student, loaders))
     no_val = dataclasses.replace(loaders, val=None)
     trainer = Trainer(student, no_val, cfg, run_dir, objective=objective, callbacks=[learner.callback],
                       seed=recipe.seed, no_weight_decay=no_weight_decay, recipe=recipe.dump(), resume=resume,
@@ -114,12 +106,10 @@ def _model_summary(model: nn.Module, loaders: Loaders, device: torch.device | No
 
 
 def _teacher(recipe: Recipe, teacher: str | Path | None, run_dir: Path, resume: bool) -> nn.Module:
-    from edgekd import api
-
     if teacher is None and recipe.teacher.checkpoint is None:
-        trained = api.train(recipe, out=run_dir / "teacher", resume=resume and (run_dir / "teacher").exists())
+        trained = train(recipe, out=run_dir / "teacher", resume=resume and (run_dir / "teacher").exists())
         teacher = trained.run_dir
-    return api.load_teacher(recipe, teacher).model
+    return load_teacher(recipe, teacher).model
 
 
 def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path | None = None,
@@ -135,14 +125,14 @@ def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path 
     loaders = build_loaders(recipe.data, recipe.seed)
     dense = _teacher(recipe, teacher, run_dir, resume).eval()
     spec = recipe.teacher.model
-    student = create_model(spec.name, num_classes=loaders.num_classes, **spec.kwargs)
+    student = build_model(spec, loaders)
     student.load_state_dict(dense.state_dict())  # the student starts as the dense teacher
     learner, learn_info = learn_structure(recipe, student, dense, loaders, run_dir / "learn", resume)
-    student = student.cpu().to(memory_format=torch.contiguous_format).eval()
+    student = for_inference(student)
     masks = final_masks(learner.graph, recipe.structure.threshold, recipe.structure.round_to)
     pruned = prune_model(student, learner.graph, masks)
     prune_info = _pruning_info(student, learner, pruned, loaders)
-    arch = ModelArch(spec.name, dict(spec.kwargs), tuple(loaders.input_shape), loaders.num_classes)
+    arch = model_arch(spec, loaders)
     save_model(run_dir / "pruned" / "model.pt", pruned.model, arch, extra={"stage": "pruned"})
     save_arch_spec(run_dir / "pruned" / "arch.json", pruned.spec)
     compact, finetune_info = _finetune(recipe, pruned.model, dense, loaders, run_dir / "finetune", resume)
@@ -172,9 +162,9 @@ def _finetune(recipe: Recipe, model: nn.Module, teacher: nn.Module, loaders: Loa
         return model, {"epochs": 0}
     if resume and (run_dir / "checkpoint.pt").exists():
         model = load_model(run_dir.parent / "pruned").model  # same shapes as the checkpoint's weights
-    objective = _base_objective(recipe, teacher, model, loaders)
+    objective = objective_for(recipe, teacher, model, loaders)
     trainer = Trainer(model, loaders, cfg, run_dir, objective=objective, seed=recipe.seed, recipe=recipe.dump(),
                       resume=resume, description="finetune")
     result = trainer.fit()
-    compact = trainer.model.cpu().to(memory_format=torch.contiguous_format).eval()
+    compact = for_inference(trainer.model)
     return compact, {"epochs": result.epochs, "seconds": result.seconds, "test_acc": result.test_acc}
