@@ -7,6 +7,7 @@
     compact = api.compress(recipe, teacher=teacher.run_dir)          # learn structure, prune, finetune
     artifact = api.compile_model(compact.run_dir, "host", "artifacts/quickstart-host")
     [measurement] = api.bench(artifact.path, device="local")
+    api.add_device("tx2", target="jetson-tx2", host="tx2.lan")         # then fetch_host_key / trust_host_key
 
 A facade: it only re-exports the stage functions (:mod:`edgekd.pipeline`) and the few lower-floor
 functions the CLI needs, so that the CLI never reaches past it. Each stage reads its inputs (recipe, run
@@ -16,15 +17,34 @@ directory, artifact) and returns a dataclass that is also written as JSON in its
 from __future__ import annotations
 
 from edgekd.compile.api import Artifact, CompileOptions, compile_model, default_output_dir
-from edgekd.config.recipe import Recipe, list_recipes, load_recipe
-from edgekd.config.target import TargetProfile, list_targets, load_target
+from edgekd.config.devices import Device
+from edgekd.config.recipe import Recipe, RecipeEntry, list_recipes, load_recipe, scan_recipes
+from edgekd.config.target import TargetEntry, TargetProfile, list_targets, load_target, scan_targets
 from edgekd.device.bench import BenchOptions, BenchResult
+from edgekd.device.manage import (
+    DeviceProbe,
+    DeviceSetup,
+    HostKey,
+    StoredDevice,
+    add_device,
+    fetch_host_key,
+    get_device,
+    list_devices,
+    probe_device,
+    remove_device,
+    setup_device,
+    trust_host_key,
+)
+from edgekd.models.counting import format_count
 from edgekd.pipeline.bench import bench
 from edgekd.pipeline.compress import CompressResult, compress
 from edgekd.pipeline.train import RunResult, build_student, distill, load_teacher, train
 
 __all__ = [
-    "Artifact", "BenchOptions", "BenchResult", "CompileOptions", "CompressResult", "Recipe", "RunResult",
-    "TargetProfile", "bench", "build_student", "compile_model", "compress", "default_output_dir", "distill",
-    "list_recipes", "list_targets", "load_recipe", "load_target", "load_teacher", "train",
+    "Artifact", "BenchOptions", "BenchResult", "CompileOptions", "CompressResult", "Device", "DeviceProbe",
+    "DeviceSetup", "HostKey", "Recipe", "RecipeEntry", "RunResult", "StoredDevice", "TargetEntry", "TargetProfile",
+    "add_device", "bench", "build_student", "compile_model", "compress", "default_output_dir", "distill",
+    "fetch_host_key", "format_count", "get_device", "list_devices", "list_recipes", "list_targets", "load_recipe",
+    "load_target", "load_teacher", "probe_device", "remove_device", "scan_recipes", "scan_targets", "setup_device",
+    "train", "trust_host_key",
 ]

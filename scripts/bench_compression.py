@@ -14,9 +14,15 @@ optimizer steps, 2·STEPS, batch 64):
 * ``morphnet_nokd``     — MorphNet: one global λ-controlled FLOP budget, cross-entropy only, STEPS
                           learning, then the learned widths retrained from scratch for STEPS.
 
+``edgekd`` and ``morphnet_nokd`` run through the compress pipeline's own functions
+(:func:`edgekd.pipeline.compress.learn_and_prune`, :func:`~edgekd.pipeline.compress.finetune`) with an
+in-memory recipe per cell, so the benchmark measures what ``edgekd compress`` does.
+
 Each finished cell is written to ``OUT/cells/<method>-s<seed>.json`` (a rerun skips it), and the table
 (test accuracy on the held-out split 40000..49999, FLOPs, params, wall time; mean ± std over seeds) is
-rewritten into the ``## Compression`` section of ``docs/benchmarks.md`` after every cell.
+rewritten into the ``## Compression`` section of ``docs/benchmarks.md`` (``--docs``) after every cell.
+A smoke run that leaves the real report alone: ``--steps 2 --teacher-steps 4 --train-subset 1200
+--test-subset 64 --seeds 0 --out /tmp/bc --docs /tmp/bc/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -41,8 +47,11 @@ from edgekd.config.recipe import (  # noqa: E402
     DataConfig,
     DistillConfig,
     GlobalBudget,
+    ModelSpec,
     PhaseConfig,
+    Recipe,
     StructureConfig,
+    TeacherConfig,
     TrainingConfig,
 )
 from edgekd.data import build_loaders  # noqa: E402
@@ -51,11 +60,12 @@ from edgekd.learn.engine import Trainer, evaluate, seed_everything  # noqa: E402
 from edgekd.models import create_model  # noqa: E402
 from edgekd.models.counting import count_model  # noqa: E402
 from edgekd.models.io import ModelArch, load_model, save_model  # noqa: E402
+from edgekd.pipeline.compress import finetune, learn_and_prune, learn_structure  # noqa: E402
 from edgekd.results.markdown import write_section  # noqa: E402
-from edgekd.structure.budgets import KINDS  # noqa: E402
-from edgekd.structure.costs import block_costs  # noqa: E402
-from edgekd.structure.learner import StructureLearner, no_weight_decay  # noqa: E402
-from edgekd.structure.prune import final_masks, prune_model  # noqa: E402
+from edgekd.structure.costs import FlopCost, block_costs  # noqa: E402
+from edgekd.structure.groups import dense_masks, trace_groups  # noqa: E402
+from edgekd.structure.ownership import assign_blocks  # noqa: E402
+from edgekd.structure.report import block_report  # noqa: E402
 
 TEACHER = ("mobilenetv2_cifar", {"width_mult": 0.5})
 METHODS = ("edgekd", "uniform_kd", "uniform", "morphnet_nokd")
@@ -108,12 +118,26 @@ def stage_blocks(teacher: nn.Module, teacher_flops: int) -> list[BlockBudget]:
     """
     stages = {k: v for k, v in teacher.stage_modules().items() if k not in ("stem", "stage1")}
     blocks = [BlockBudget(name=k, modules=v, flops=1.0) for k, v in stages.items()]
-    probe = StructureLearner(copy.deepcopy(teacher).requires_grad_(True), StructureConfig(blocks=blocks))
-    dense = [torch.ones(g.size, dtype=torch.bool) for g in probe.graph.groups]
-    costs = block_costs(probe.graph, KINDS["flops"], dense)
+    graph = trace_groups(teacher)
+    costs = block_costs(graph, FlopCost(), dense_masks(graph), assign_blocks(graph, blocks))
     covered = sum(costs.get(k, 0.0) for k in stages)
     fraction = (TARGET * teacher_flops - (teacher_flops - covered)) / covered
     return [BlockBudget(name=k, modules=v, flops=round(fraction, 4)) for k, v in stages.items()]
+
+
+def bench_recipe(args, method: str, seed: int, structure: StructureConfig) -> Recipe:
+    """The in-memory recipe the pipeline runs a cell with: the teacher's architecture, KD at T = 4, α = 0.9,
+    the cell's ``structure`` (its learn / finetune phases: one epoch of STEPS optimizer steps each)."""
+    return Recipe(name=f"bench-compression-{method}", seed=seed, data=args.data_config,
+                  teacher=TeacherConfig(model=ModelSpec(name=TEACHER[0], kwargs=TEACHER[1])),
+                  training=training_cfg(args.steps, 0.05, "cosine"),
+                  distill=DistillConfig(temperature=4.0, alpha=0.9), structure=structure)
+
+
+def phases(finetune_lr: float) -> dict[str, PhaseConfig]:
+    """STEPS of structure learning at a fixed lr 0.02, then STEPS of (fine)tuning with a cosine schedule."""
+    return {"learn": PhaseConfig(epochs=1, lr=0.02, schedule="constant"),
+            "finetune": PhaseConfig(epochs=1, lr=finetune_lr, schedule="cosine")}
 
 
 def kd(teacher, student):
@@ -121,27 +145,13 @@ def kd(teacher, student):
                                  torch.zeros(1, 3, 32, 32))
 
 
-def train(model, loaders, steps, objective, run_dir, seed, lr=0.05, schedule="cosine", callbacks=(), nwd=None):
-    """``seed`` drives the data order and augmentation (the Trainer reseeds every RNG with it)."""
+def train(model, loaders, steps, objective, run_dir, seed, lr=0.05, schedule="cosine"):
+    """A uniform-width student from scratch; ``seed`` drives the data order and augmentation (the Trainer
+    reseeds every RNG with it)."""
     trainer = Trainer(model, loaders, training_cfg(steps, lr, schedule), run_dir, objective=objective,
-                      callbacks=callbacks, no_weight_decay=nwd, description=run_dir.name, seed=seed)
+                      description=run_dir.name, seed=seed)
     trainer.fit()
     return trainer.model.cpu().to(memory_format=torch.contiguous_format).eval()
-
-
-def learn_structure(student, loaders, structure, objective_base, steps, run_dir, seed):
-    """STEPS of structure learning at a fixed lr (no validation); returns the learner and the final masks."""
-    learner = StructureLearner(student, structure)
-    no_val = copy.copy(loaders)
-    no_val.val = None
-    train(student, no_val, steps, learner.objective(objective_base), run_dir, seed, lr=0.02, schedule="constant",
-          callbacks=[learner.callback], nwd=no_weight_decay)
-    return learner, final_masks(learner.graph, structure.threshold, structure.round_to)
-
-
-def learn_and_prune(student, loaders, structure, objective_base, steps, run_dir, seed):
-    learner, masks = learn_structure(student, loaders, structure, objective_base, steps, run_dir, seed)
-    return prune_model(student.eval(), learner.graph, masks).model
 
 
 def reinitialise(model: nn.Module) -> nn.Module:
@@ -157,12 +167,13 @@ def run_cell(method, seed, args, loaders, teacher, teacher_flops):
     steps = args.steps
     kwargs = dict(TEACHER[1])
     started = time.perf_counter()
-    if method == "edgekd":
+    if method == "edgekd":  # the compress pipeline: learn with KD → prune → finetune with KD
         structure = StructureConfig(blocks=stage_blocks(teacher, teacher_flops), lambda_rate=0.5, update_every=5,
-                                    learn=PhaseConfig(epochs=1), finetune=PhaseConfig(epochs=1))
+                                    **phases(finetune_lr=0.02))
+        recipe = bench_recipe(args, method, seed, structure)
         student = copy.deepcopy(teacher).requires_grad_(True)  # KD objectives freeze the teacher's grads
-        pruned = learn_and_prune(student, loaders, structure, kd(teacher, student), steps, run_dir / "learn", seed)
-        final = train(pruned, loaders, steps, kd(teacher, pruned), run_dir / "finetune", seed, lr=0.02)
+        learned = learn_and_prune(recipe, student, teacher, loaders, run_dir)
+        final, _ = finetune(recipe, learned.pruned.model, teacher, loaders, run_dir / "finetune")
     elif method in ("uniform", "uniform_kd"):
         kwargs = uniform_width(teacher_flops)
         student = create_model(TEACHER[0], **kwargs)
@@ -170,10 +181,11 @@ def run_cell(method, seed, args, loaders, teacher, teacher_flops):
         final = train(student, loaders, 2 * steps, objective, run_dir / "train", seed)
     else:
         structure = StructureConfig(global_budget=GlobalBudget(flops=TARGET), default="free", lambda_rate=0.5,
-                                    update_every=5)
+                                    update_every=5, **phases(finetune_lr=0.05))
+        recipe = bench_recipe(args, method, seed, structure)
         student = copy.deepcopy(teacher).requires_grad_(True)  # KD objectives freeze the teacher's grads
-        pruned = learn_and_prune(student, loaders, structure, CrossEntropyObjective(), steps, run_dir / "learn", seed)
-        final = train(reinitialise(pruned), loaders, steps, CrossEntropyObjective(), run_dir / "retrain", seed)
+        learned = learn_and_prune(recipe, student, None, loaders, run_dir)  # no teacher: cross-entropy
+        final, _ = finetune(recipe, reinitialise(learned.pruned.model), None, loaders, run_dir / "retrain")
     save_model(run_dir / "model.pt", final, ModelArch(TEACHER[0], kwargs))  # pruned widths load by shape
     count = count_model(final)
     return {"method": method, "seed": seed, "test_acc": evaluate(final, loaders.test).acc, "flops": count.flops,
@@ -189,16 +201,14 @@ def run_mixed_budgets(args, loaders, teacher) -> dict:
 
     Reports each block's final FLOPs against its budget after pruning with the one global τ.
     """
-    from edgekd.pipeline.compress import block_report
-
     seed_everything(0)
     stages = teacher.stage_modules()
     blocks = [BlockBudget(name=name, modules=stages[name], **budget) for name, budget in MIXED]
-    structure = StructureConfig(blocks=blocks, lambda_rate=0.5, update_every=5)
+    structure = StructureConfig(blocks=blocks, lambda_rate=0.5, update_every=5, **phases(finetune_lr=0.02))
     student = copy.deepcopy(teacher).requires_grad_(True)
-    learner, masks = learn_structure(student, loaders, structure, kd(teacher, student), args.steps,
-                                     args.out / "runs" / "mixed-learn", 0)
-    return {"blocks": block_report(learner.controller, masks), "steps": args.steps}
+    learner, _ = learn_structure(bench_recipe(args, "mixed", 0, structure), student, teacher, loaders,
+                                 args.out / "runs" / "mixed-learn")
+    return {"blocks": block_report(learner.controller, learner.final_masks()), "steps": args.steps}
 
 
 def fmt(values, scale=1.0, digits=2):
@@ -241,7 +251,7 @@ def write_report(args, teacher_row):
     lines += ["", *block_attainment(args), *mixed_lines(args)]
     if args.note:
         lines += ["", args.note]
-    write_section(ROOT / "docs" / "benchmarks.md", SECTION, "\n".join(lines))
+    write_section(args.docs, SECTION, "\n".join(lines))
 
 
 def mixed_lines(args) -> list[str]:
@@ -288,6 +298,8 @@ def main() -> None:
     parser.add_argument("--train-subset", type=int, default=20000)
     parser.add_argument("--test-subset", type=int, default=2000)
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md",
+                        help="the Markdown file whose '## Compression' section is rewritten")
     parser.add_argument("--note", default="", help="a sentence appended to the section (e.g. measurement caveats)")
     parser.add_argument("--mixed-budgets", action="store_true",
                         help="only run structure learning with budgets frozen/0.5/0.7 on stages 3/4/5 and report it")
@@ -295,6 +307,7 @@ def main() -> None:
     torch.set_num_threads(2)
     data = DataConfig(dataset="cifar10", root=args.data, val_size=1000, train_subset=args.train_subset,
                       test_subset=args.test_subset, batch_size=64, workers=0)
+    args.data_config = data
     loaders = build_loaders(data, 0)
     teacher_file = args.out / "teacher.json"
     if args.report_only:

@@ -14,13 +14,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
 
 def build_artifact(out: Path) -> Path:
@@ -40,11 +38,10 @@ def build_artifact(out: Path) -> Path:
 
 def overhead(artifact: Path, repeat: int, threads: int) -> list[tuple[float, float, int]]:
     """(bench wall s, overhead s, uploaded files) for `repeat` second benches, each on a new connection."""
-    from boards import Sshd, keygen
-
     from edgekd.config.devices import Device
     from edgekd.device import connect
     from edgekd.device.bench import BenchOptions, bench
+    from edgekd.testing.boards import Sshd, keygen
 
     work = Path(tempfile.mkdtemp(prefix="edgekd-bench-device-"))
     server = Sshd(work / "sshd", keygen(work / "id")).start()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -29,14 +28,14 @@ import numpy as np
 import torch
 from torch import nn
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from edgekd.atomic import atomic_write_json
+from edgekd.compile import CompileOptions, compile_model
+from edgekd.models import create_model
+from edgekd.results.host import describe_host
+from edgekd.results.markdown import write_section
+from edgekd.testing.models import randomise_bn
 
-from edgekd.atomic import atomic_write_json  # noqa: E402
-from edgekd.compile import CompileOptions, compile_model, read_manifest  # noqa: E402
-from edgekd.models import create_model  # noqa: E402
-from edgekd.results.host import describe_host  # noqa: E402
-from edgekd.results.markdown import write_section  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 WARMUP_SECONDS, MIN_RUNS, MIN_SECONDS = 0.5, 50, 1.0
 SECTION = "## Runtime"
@@ -50,26 +49,10 @@ class Network:
     tasks_hint: int
 
 
-def calibrated(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random BN affine parameters and running stats calibrated on random inputs (non-vanishing activations)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.weight.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
-                module.bias.copy_(torch.randn(module.num_features, generator=generator) * 0.2)
-                module.reset_running_stats()
-                module.momentum = None
-        model.train()
-        for _ in range(2):
-            model(torch.randn(16, 3, 32, 32, generator=generator))
-    return model.eval()
-
-
 def networks(compressed: str | None) -> list[Network]:
     def zoo(name: str, **kwargs) -> nn.Module:
         torch.manual_seed(0)
-        return calibrated(create_model(name, num_classes=10, **kwargs))
+        return randomise_bn(create_model(name, num_classes=10, **kwargs))
 
     def compressed_model() -> nn.Module:
         if compressed:
@@ -130,16 +113,13 @@ def bench_onnxruntime(onnx_path: Path, example: np.ndarray, threads: int) -> dic
 
 
 def bench_tvm(artifact: Path, threads: int) -> dict[str, float]:
-    manifest = read_manifest(artifact)
-    command = [str(artifact / manifest.runner), "--model", str(artifact / manifest.library),
-               "--input", str(artifact / manifest.input.file), "--shape", ",".join(map(str, manifest.input.shape)),
-               "--threads", str(threads), "--warmup-seconds", str(WARMUP_SECONDS), "--runs", str(MIN_RUNS),
-               "--min-seconds", str(MIN_SECONDS), "--output-file", str(artifact / "runner_output.bin")]
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
-    report = json.loads(result.stdout)
-    reference = np.fromfile(artifact / manifest.output.file, np.float32)
-    got = np.fromfile(artifact / "runner_output.bin", np.float32)
-    return report["latency_ms"] | {"runs": report["runs"], "max_abs_err": float(np.abs(got - reference).max())}
+    """The artifact timed by its own ``edgekd-runner`` through ``edgekd bench --device local`` (not stored)."""
+    from edgekd import api
+
+    options = api.BenchOptions(threads=threads, runs=MIN_RUNS, min_seconds=MIN_SECONDS,
+                               warmup_seconds=WARMUP_SECONDS, idle_seconds=0.0, power=False)
+    [result] = api.bench(artifact, device="local", options=options, store=False)
+    return result.timing_ms | {"runs": result.runner["runs"], "max_abs_err": result.max_abs_diff}
 
 
 def measure_rounds(contenders: dict, rounds: int) -> dict[str, dict]:

@@ -56,11 +56,12 @@ def images_per_second(model, objective, loader, warmup: int, steps: int, after_s
 def structure_row(teacher, loaders, args, kd_ips: float) -> dict:
     """KD + structure learning (the per-step controller and proximal γ update) on the same student."""
     from edgekd.config.recipe import load_recipe
+    from edgekd.pipeline.compress import structure_cost_models
     from edgekd.structure.learner import StructureLearner
 
-    structure = load_recipe("mbv2").structure
+    recipe = load_recipe("mbv2")
     student = create_model("mobilenetv2_cifar", width_mult=0.5)
-    learner = StructureLearner(student, structure, (1, 3, 32, 32))
+    learner = StructureLearner(student, recipe.structure, (1, 3, 32, 32), cost_models=structure_cost_models(recipe))
     objective = learner.objective(DistillationObjective(teacher, DistillConfig()))
     ips = images_per_second(student, objective, loaders.train, args.warmup, args.steps,
                             after_step=lambda opt: learner.callback.controller.step(opt.param_groups[0]["lr"]))

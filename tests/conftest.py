@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from support import require
+from support import TINY_OVERRIDES, require
 
 from edgekd.paths import project_root
 
@@ -25,3 +25,50 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("EDGEKD_CONFIG_DIR", str(tmp_path_factory.getbasetemp() / "edgekd-config"))
     monkeypatch.setenv("EDGEKD_PROGRESS", "0")
     monkeypatch.delenv("EDGEKD_DATA", raising=False)
+
+
+# Shared, session-scoped runs of the real pipeline, small enough for 2 cores: later tests add assertions,
+# not minutes (TINY_OVERRIDES is in support.py).
+@pytest.fixture(scope="session")
+def tiny_recipe():
+    """The quickstart recipe at test scale (see TINY_OVERRIDES)."""
+    from edgekd import api
+
+    return api.load_recipe("quickstart", overrides=TINY_OVERRIDES)
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tiny_recipe, tmp_path_factory) -> Path:
+    """A dense quickstart teacher trained for one tiny epoch (run directory)."""
+    from edgekd import api
+
+    return Path(api.train(tiny_recipe, out=tmp_path_factory.mktemp("tiny") / "teacher").run_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_compress(tiny_recipe, tiny_teacher, tmp_path_factory):
+    """``api.compress`` of the tiny teacher under the quickstart's three 0.5-FLOP block budgets."""
+    from edgekd import api
+
+    return api.compress(tiny_recipe, out=tmp_path_factory.mktemp("tiny") / "compress", teacher=tiny_teacher)
+
+
+@pytest.fixture(scope="session")
+def user_key(tmp_path_factory) -> Path:
+    """The session's ed25519 user key (``.pub`` beside it), authorised on :func:`sshd`."""
+    from edgekd.testing.boards import keygen
+
+    return keygen(tmp_path_factory.mktemp("userkey") / "id_ed25519")
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory, user_key):
+    """One real OpenSSH server on 127.0.0.1:<free port> for the whole session (a loopback board)."""
+    import shutil
+
+    from edgekd.testing.boards import Sshd
+
+    require(os.path.exists("/usr/sbin/sshd") and shutil.which("ssh-keygen") is not None, "openssh-server")
+    server = Sshd(tmp_path_factory.mktemp("sshd"), user_key).start()
+    yield server
+    server.stop()

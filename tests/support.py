@@ -23,3 +23,13 @@ def require_executable(name: str) -> str:
     path = shutil.which(name)
     require(path is not None, f"executable {name}")
     return path
+
+
+# The quickstart recipe at test scale (generated shapes data, no files needed): tests/conftest.py's tiny runs.
+TINY_OVERRIDES = [
+    "data.train_subset=384", "data.val_size=64", "data.test_subset=128", "data.batch_size=32",
+    "teacher.model.kwargs.width_mult=0.25", "training.epochs=1",
+    # 24 structure-learning steps: lambda must move every step to reach the 0.5 block budgets
+    "structure.learn.epochs=2", "structure.learn.lr=0.05", "structure.update_every=1", "structure.lambda_rate=3",
+    "structure.finetune.epochs=1",
+]

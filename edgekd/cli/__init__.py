@@ -1,7 +1,8 @@
 """The ``edgekd`` command line: one typer sub-app per pipeline stage, each a thin layer over :mod:`edgekd.api`.
 
 Errors are translated in one place (:func:`main`): an :class:`~edgekd.errors.EdgekdError` becomes one
-stderr line and its exit code; nothing else is caught, so real bugs still show their traceback.
+stderr line and its exit code; a usage error (mistyped command or option) prints the usage and the error
+and exits 2; nothing else is caught, so real bugs still show their traceback.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ _register()
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (tests call this directly)."""
     try:
-        app(args=argv, prog_name="edgekd", standalone_mode=False)
+        result = app(args=argv, prog_name="edgekd", standalone_mode=False)
     except EdgekdError as err:
         print(f"edgekd: error: {err}", file=sys.stderr)
         return err.exit_code
@@ -44,16 +45,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edgekd: interrupted", file=sys.stderr)
         return 130
-    except Exception as err:  # click usage errors come through here in non-standalone mode
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
-            err.show()
-            return err.exit_code
-        if isinstance(err, click.exceptions.Abort):
-            return 1
-        raise
-    return 0
+    except typer.Abort:  # e.g. end of input at a prompt
+        print("edgekd: aborted", file=sys.stderr)
+        return 1
+    except typer.TyperException as err:
+        # Usage errors (unknown command or option, bad value): typer's own (vendored click) exceptions,
+        # which print the usage line, a hint and the error; exit code 2.
+        show = getattr(err, "show", None)
+        if getattr(err, "ctx", False) is None:  # typer raises a few (e.g. a missing option value) without context
+            print(f"Usage: {app.info.name} [OPTIONS] COMMAND [ARGS]...\n"
+                  f"Try '{app.info.name} --help' or '{app.info.name} COMMAND --help' for help.\n", file=sys.stderr)
+        if callable(show):
+            show()
+        else:
+            print(f"edgekd: error: {err.format_message()}", file=sys.stderr)
+        return err.exit_code
+    # Non-standalone mode returns the exit code of `--help` and similar early exits instead of raising.
+    return result if isinstance(result, int) else 0
 
 
 def run() -> None:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import typer
 import yaml
-from rich.table import Table
 
-from edgekd.cli.common import JsonOpt, console, emit_json, key_value_table
+from edgekd.cli.common import JsonOpt, console, emit_json, key_value_table, print_table, print_text
 
 targets_app = typer.Typer(help="List and show target profiles (edge boards).", no_args_is_help=True)
 
@@ -33,12 +32,12 @@ def compile_(
     json_: bool = JsonOpt,
 ) -> None:
     """Compile a model with TVM for a target: model library, runner, runtime libs, reference I/O, ONNX."""
-    from edgekd.compile import CompileOptions, compile_model, default_output_dir
+    from edgekd import api
 
-    out_dir = out or default_output_dir(model, target)
-    options = CompileOptions(tune_trials=tune_trials, tune_max_minutes=tune_minutes, onnx=not no_onnx,
-                             weight_prepack=not no_weight_prepack)
-    artifact = compile_model(model, target, out_dir, options)
+    out_dir = out or api.default_output_dir(model, target)
+    options = api.CompileOptions(tune_trials=tune_trials, tune_max_minutes=tune_minutes, onnx=not no_onnx,
+                                 weight_prepack=not no_weight_prepack)
+    artifact = api.compile_model(model, target, out_dir, options)
     if json_:
         emit_json(artifact.to_json())
         return
@@ -53,29 +52,45 @@ def compile_(
 
 @targets_app.command("list")
 def list_(json_: bool = JsonOpt) -> None:
-    """Target profiles shipped with edgekd and in $EDGEKD_CONFIG_DIR/targets (user profiles win on name clashes)."""
-    from edgekd.config.target import list_targets
+    """Target profiles shipped with edgekd and in $EDGEKD_CONFIG_DIR/targets (user profiles win on name clashes).
 
-    profiles = list_targets()
+    An invalid profile is listed with its error (and "error" in --json); the others stay usable.
+    """
+    from edgekd import api
+
+    entries = api.scan_targets()
     if json_:
-        emit_json([{"name": p.name, "arch": p.arch, "description": p.description, "path": p.source}
-                   for p in profiles])
+        emit_json([_target_row(entry) for entry in entries])
         return
-    table = Table("name", "arch", "cpu", "toolchain", "description")
-    for profile in profiles:
-        table.add_row(profile.name, profile.arch, profile.tvm_target.mcpu, profile.toolchain, profile.description)
-    console.print(table)
+    rows, styles = [], []
+    for entry in entries:
+        profile = entry.profile
+        if profile is None:
+            rows.append((entry.name, "-", "-", "-", f"INVALID: {entry.error}"))
+            styles.append("red")
+        else:
+            rows.append((profile.name, profile.arch, profile.tvm_target.mcpu, profile.toolchain, profile.description))
+            styles.append(None)
+    print_table(("name", "arch", "cpu", "toolchain", "description"), rows, styles=styles)
+
+
+def _target_row(entry) -> dict:
+    profile = entry.profile
+    if profile is None:
+        return {"name": entry.name, "path": str(entry.path), "error": entry.error}
+    return {"name": profile.name, "arch": profile.arch, "cpu": profile.tvm_target.mcpu,
+            "toolchain": profile.toolchain, "description": profile.description, "path": profile.source,
+            "error": None}
 
 
 @targets_app.command("show")
 def show(name: str = typer.Argument(..., help="Target name or YAML path."), json_: bool = JsonOpt) -> None:
     """Print one validated target profile."""
-    from edgekd.config.target import load_target
+    from edgekd import api
 
-    profile = load_target(name)
+    profile = api.load_target(name)
     document = profile.model_dump(mode="json", by_alias=True)
     if json_:
         emit_json(document | {"path": profile.source})
     else:
-        print(f"# {profile.source}")
-        print(yaml.safe_dump(document, sort_keys=False, width=110), end="")
+        print_text(f"# {profile.source}\n" + yaml.safe_dump(document, sort_keys=False, width=110))

@@ -1,33 +1,21 @@
-"""``edgekd device add|list|probe|trust|setup|remove`` and ``edgekd bench``: parse, call the device API, render.
+"""``edgekd device add|list|probe|trust|setup|remove`` and ``edgekd bench``: parse, call the API, render.
 
-With ``--json`` a command prints exactly one JSON document on stdout.
+Listings (``list``, ``probe``) go to stdout (a table, or with ``--json`` exactly one JSON document); the
+summaries of actions go to stderr (see :mod:`edgekd.cli.common`).
 """
 
 from __future__ import annotations
 
-import json
 import shlex
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from edgekd.cli.common import JsonOpt, console, emit_json, print_table, print_text
 from edgekd.errors import DeviceError
 
 device_app = typer.Typer(help="Manage the boards edgekd benchmarks on (stored in devices.yaml).",
                          no_args_is_help=True)
-console = Console(highlight=False)
-
-
-def _store():
-    from edgekd.config.devices import DeviceStore
-
-    return DeviceStore()
-
-
-def _print_json(doc) -> None:
-    typer.echo(json.dumps(doc, indent=2, default=str))
 
 
 @device_app.command("add")
@@ -45,40 +33,34 @@ def add(
     replace: bool = typer.Option(False, "--replace", help="Overwrite an existing entry."),
 ) -> None:
     """Store a device (then run `edgekd device trust NAME`)."""
-    from edgekd.config.devices import Device
-    from edgekd.config.loading import validate
+    from edgekd import api
 
-    fields = {"name": name, "target": target, "host": host, "port": port, "user": user,
-              "key": str(key.expanduser().resolve()) if key else None,
-              "exec_prefix": shlex.split(exec_prefix) if exec_prefix else [], "cache_dir": cache_dir,
-              "known_hosts": str(known_hosts) if known_hosts else None, "emulated": emulated}
-    device = validate(Device, {k: v for k, v in fields.items() if v is not None}, "edgekd device add")
-    store = _store()
-    store.add(device, replace=replace)
-    console.print(f"added device [bold]{name}[/] ({target}) to {store.path}; next: edgekd device trust {name}")
+    stored = api.add_device(name, target=target, host=host, port=port, user=user, key=key, exec_prefix=exec_prefix,
+                            cache_dir=cache_dir, known_hosts=known_hosts, emulated=emulated, replace=replace)
+    console.print(f"added device [bold]{name}[/] ({target}) to {stored.path}; next: edgekd device trust {name}")
 
 
 @device_app.command("list")
-def list_(as_json: bool = typer.Option(False, "--json")) -> None:
+def list_(as_json: bool = JsonOpt) -> None:
     """List devices (the built-in `local` first)."""
-    from edgekd.config.devices import local_device
+    from edgekd import api
 
-    devices = [local_device(), *_store().load().values()]
+    devices = api.list_devices()
     if as_json:
-        _print_json([d.model_dump(mode="json") for d in devices])
+        emit_json([d.model_dump(mode="json") for d in devices])
         return
-    table = Table("name", "target", "host", "user", "port", "exec prefix", "emulated")
-    for d in devices:
-        table.add_row(d.name, d.target, d.host, d.user or "", str(d.port or ""), shlex.join(d.exec_prefix),
-                      "yes" if d.emulated else "")
-    console.print(table)
+    print_table(("name", "target", "host", "user", "port", "exec prefix", "emulated"),
+                [(d.name, d.target, d.host, d.user or "", d.port or "", shlex.join(d.exec_prefix),
+                  "yes" if d.emulated else "") for d in devices])
 
 
 @device_app.command("remove")
 def remove(name: str) -> None:
     """Delete a stored device."""
-    _store().remove(name)
-    console.print(f"removed device {name}")
+    from edgekd import api
+
+    path = api.remove_device(name)
+    console.print(f"removed device {name} from {path}")
 
 
 @device_app.command("trust")
@@ -88,85 +70,58 @@ def trust(
     expect: str | None = typer.Option(None, "--expect", help="Record only if the fingerprint is this SHA256:..."),
 ) -> None:
     """Show the board's host-key fingerprint and record it in edgekd's known_hosts."""
-    from edgekd.device import connect
-    from edgekd.device.ssh import fingerprint
+    from edgekd import api
 
-    device = _store().get(name)
-    if device.is_local:
-        raise DeviceError("the local device has no host key")
-    conn = connect(device)
-    key = conn.fetch_host_key()
-    print_fp = fingerprint(key)
-    console.print(f"{conn.hostname}:{conn.port} presents {key.get_name()} key {print_fp}")
-    if expect and expect != print_fp:
-        raise DeviceError(f"fingerprint mismatch for {name}: board has {print_fp}, expected {expect}; not recorded")
+    host_key = api.fetch_host_key(name)
+    # stdout: the key is what the user is asked about (the prompt below is on stdout too)
+    print_text(f"{host_key.address} presents {host_key.key_type} key {host_key.fingerprint}")
     if not (yes or expect) and not typer.confirm("Trust this key?", default=False):
         raise DeviceError(f"host key for {name} not trusted")
-    path = conn.record_host_key(key)
+    path = api.trust_host_key(host_key, expect=expect)
     console.print(f"recorded in {path}")
 
 
-def _probe(name: str):
-    from edgekd.device import connect
-    from edgekd.device.probe import probe
-
-    device = _store().get(name)
-    with connect(device) as conn:
-        return device, probe(conn, cache_dir=device.cache_dir, emulated=device.emulated)
-
-
 @device_app.command("probe")
-def probe_cmd(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
+def probe_cmd(name: str, as_json: bool = JsonOpt) -> None:
     """Report architecture, CPU, governor, memory, OS/glibc, free disk and power sensors; refuse a misfit."""
-    from edgekd.config.target import load_target
-    from edgekd.device.probe import check_fits
+    from edgekd import api
 
-    device, facts = _probe(name)
-    profile = load_target(device.target)
-    doc = facts.to_dict()
-    try:
-        check_fits(facts, device=name, target=profile.name, arch=profile.arch, glibc_floor=profile.glibc_floor)
-    finally:
-        if as_json:
-            _print_json({"device": name, "target": profile.name, **doc})
-        else:
-            _render_probe(name, profile.name, facts)
+    _render_probe(api.probe_device(name), as_json)
 
 
-def _render_probe(name: str, target: str, facts) -> None:
-    table = Table(show_header=False, title=f"{name} ({target})")
-    rows = [
-        ("architecture", f"{facts.arch} (kernel {facts.kernel_arch})" + (" [emulated]" if facts.emulated else "")),
-        ("cpu", f"{facts.cpu_model} x{facts.cpu_count}"),
-        ("governor", facts.governor + ("" if facts.governor == "performance" else "  (warning: not performance)")),
-        ("memory", f"{facts.mem_total_mb} MB total, {facts.mem_available_mb} MB available"),
-        ("os / glibc", f"{facts.os} / glibc {facts.glibc}"),
-        ("free disk (cache)", f"{facts.disk_free_mb} MB"),
-        ("power sensors", ", ".join(facts.sensors) or "none found"),
-    ]
-    for key, value in rows:
-        table.add_row(key, str(value))
-    console.print(table)
+def _render_probe(report, as_json: bool) -> None:
+    """Print the probe (table or JSON), then fail with exit code 2 when the board does not fit its target."""
+    facts = report.facts
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        rows = [
+            ("architecture", f"{facts.arch} (kernel {facts.kernel_arch})" + (" [emulated]" if facts.emulated else "")),
+            ("cpu", f"{facts.cpu_model} x{facts.cpu_count}"),
+            ("governor", facts.governor + ("" if facts.governor == "performance" else "  (warning: not performance)")),
+            ("memory", f"{facts.mem_total_mb} MB total, {facts.mem_available_mb} MB available"),
+            ("os / glibc", f"{facts.os} / glibc {facts.glibc}"),
+            ("free disk (cache)", f"{facts.disk_free_mb} MB"),
+            ("power sensors", ", ".join(facts.sensors) or "none found"),
+        ]
+        print_table(("field", "value"), rows, title=f"{report.device} ({report.target})", header=False)
+    if report.problem:
+        raise DeviceError(report.problem)
 
 
 @device_app.command("setup")
-def setup(name: str) -> None:
+def setup(name: str, as_json: bool = JsonOpt) -> None:
     """Probe the board, create its cache directory and check the tools edgekd needs there."""
-    from edgekd.device import connect
-    from edgekd.device.cache import _sftp_like, ensure_dir
+    from edgekd import api
 
-    device = _store().get(name)
-    with connect(device) as conn:
-        try:
-            ensure_dir(_sftp_like(conn), device.cache_dir)
-        except OSError as err:
-            raise DeviceError(f"cannot create {device.cache_dir!r} on {name}: {err.strerror or err}") from None
-        script = 'for t in sh sha256sum flock timeout mktemp ln date; do command -v "$t" >/dev/null || echo "$t"; done'
-        missing = conn.check(["sh", "-c", script], what="tool check").stdout.split()
-    if missing:
-        raise DeviceError(f"{name} lacks {', '.join(missing)}; install coreutils/util-linux on the board")
-    console.print(f"{name}: cache {device.cache_dir} ready; sh, sha256sum, flock, timeout present")
-    probe_cmd(name, as_json=False)
+    done = api.setup_device(name)
+    if as_json:
+        emit_json(done.to_dict())
+        if done.probe.problem:
+            raise DeviceError(done.probe.problem)
+        return
+    console.print(f"{name}: cache {done.cache_dir} ready; {', '.join(done.tools)} present")
+    _render_probe(done.probe, as_json=False)
 
 
 def bench_cmd(
@@ -187,9 +142,8 @@ def bench_cmd(
 ) -> None:
     """Push an artifact to a device, run it, compare with PyTorch and record the measurement."""
     from edgekd import api
-    from edgekd.device.bench import BenchOptions
 
-    options = BenchOptions(
+    options = api.BenchOptions(
         threads=threads, affinity=[int(c) for c in affinity.split(",")] if affinity else None, runs=runs,
         min_seconds=min_seconds, warmup_seconds=warmup_seconds, repeat=repeat, cooldown_s=cooldown,
         timeout_s=timeout, idle_seconds=idle_seconds,
@@ -197,7 +151,7 @@ def bench_cmd(
     measured = api.bench(artifact, device=device, options=options, results=results, store=store)
     docs = [r.to_json() for r in measured]
     if as_json:
-        _print_json(docs[0] if len(docs) == 1 else {"device": device, "measurements": docs})
+        emit_json(docs[0] if len(docs) == 1 else {"device": device, "measurements": docs})
         return
     for result in measured:
         console.print(summary_text(result))

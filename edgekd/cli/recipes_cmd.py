@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import typer
 import yaml
-from rich.table import Table
 
-from edgekd import api
-from edgekd.cli.common import JsonOpt, SetOpt, console, emit_json
+from edgekd.cli.common import JsonOpt, SetOpt, emit_json, print_table, print_text
 
 recipes_app = typer.Typer(help="List and show compression recipes.", no_args_is_help=True)
 
@@ -18,27 +16,35 @@ def register(app: typer.Typer) -> None:
 
 @recipes_app.command("list")
 def list_(json_: bool = JsonOpt) -> None:
-    """Recipes shipped with edgekd and in $EDGEKD_CONFIG_DIR/recipes (user recipes win on name clashes)."""
+    """Recipes shipped with edgekd and in $EDGEKD_CONFIG_DIR/recipes (user recipes win on name clashes).
+
+    An invalid recipe is listed with its error (and "error" in --json); the others stay usable.
+    """
+    from edgekd import api
+
     rows = []
-    for path in api.list_recipes():
-        recipe = api.load_recipe(str(path))
-        rows.append({"name": path.stem, "path": str(path), "model": recipe.teacher.model.name,
-                     "description": recipe.description})
+    for entry in api.scan_recipes():
+        recipe = entry.recipe
+        rows.append({"name": entry.name, "path": str(entry.path),
+                     "model": recipe.teacher.model.name if recipe else None,
+                     "description": recipe.description if recipe else None, "error": entry.error})
     if json_:
         emit_json(rows)
         return
-    table = Table("name", "teacher model", "description", "path")
-    for row in rows:
-        table.add_row(row["name"], row["model"], row["description"], row["path"])
-    console.print(table)
+    print_table(("name", "teacher model", "description", "path"),
+                [(r["name"], r["model"] or "-", r["description"] if not r["error"] else f"INVALID: {r['error']}",
+                  r["path"]) for r in rows],
+                styles=["red" if r["error"] else None for r in rows])
 
 
 @recipes_app.command("show")
 def show(name: str = typer.Argument(..., help="Recipe name or path"), set_: list[str] = SetOpt,
          json_: bool = JsonOpt) -> None:
     """Print the fully resolved recipe (defaults filled in, overrides applied)."""
+    from edgekd import api
+
     recipe = api.load_recipe(name, overrides=set_)
     if json_:
         emit_json(recipe.dump())
     else:
-        print(yaml.safe_dump(recipe.dump(), sort_keys=False), end="")
+        print_text(yaml.safe_dump(recipe.dump(), sort_keys=False))

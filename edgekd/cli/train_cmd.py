@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from edgekd import api
 from edgekd.cli.common import DataOpt, JsonOpt, OutOpt, RecipeOpt, ResumeOpt, SetOpt, console, emit_json, fmt_count
 from edgekd.cli.common import key_value_table as kv
+
+if TYPE_CHECKING:
+    from edgekd.api import RunResult
 
 
 def register(app: typer.Typer) -> None:
@@ -17,6 +21,8 @@ def register(app: typer.Typer) -> None:
 def train(recipe: str = RecipeOpt, data: str = DataOpt, set_: list[str] = SetOpt, out: str = OutOpt,
           resume: bool = ResumeOpt, json_: bool = JsonOpt) -> None:
     """Train the recipe's (dense) teacher network."""
+    from edgekd import api
+
     resolved = api.load_recipe(recipe, overrides=set_, data_root=data)
     _render(api.train(resolved, out=out, resume=resume), json_)
 
@@ -25,11 +31,13 @@ def distill(recipe: str = RecipeOpt, teacher: str = typer.Option(None, "--teache
             data: str = DataOpt, set_: list[str] = SetOpt, out: str = OutOpt, resume: bool = ResumeOpt,
             json_: bool = JsonOpt) -> None:
     """Train the recipe's student by knowledge distillation from the teacher."""
+    from edgekd import api
+
     resolved = api.load_recipe(recipe, overrides=set_, data_root=data)
     _render(api.distill(resolved, teacher=teacher, out=out, resume=resume), json_)
 
 
-def _render(result: api.RunResult, as_json: bool) -> None:
+def _render(result: RunResult, as_json: bool) -> None:
     if as_json:
         emit_json(result.to_dict())
         return

@@ -220,13 +220,14 @@ def _read_ledger(directory: Path) -> dict[str, dict[str, Any]]:
 
 
 def tune_module(mod: Any, target: Any, profile: TargetProfile, trials: int,
-                max_minutes: float | None = None) -> TuningResult:
+                max_minutes: float | None = None, clock: Callable[[], float] = time.monotonic) -> TuningResult:
     """Tune the tasks of ``mod`` not yet in the target's database, spreading ``trials`` over all tasks.
 
     ``max_minutes`` bounds the tuning wall time: when it runs out, the remaining tasks are stopped and the
     records measured so far are kept (tasks cut short are tuned again by a later compile). The deadline is
     checked each time a task asks for its next batch of candidates; every task gets at least its first
     batch (so the first round always completes), and batches already in flight are joined and recorded.
+    ``clock`` (seconds, monotonic) is what the deadline is read from; tests pass a fake one.
 
     Raises:
         ToolchainError: the target cannot be measured from here. CompileError: MetaSchedule failed.
@@ -247,8 +248,8 @@ def tune_module(mod: Any, target: Any, profile: TargetProfile, trials: int,
         database = ms.database.JSONDatabase(work_dir=str(directory))
         before = len(database)
         if todo:
-            deadline = time.monotonic() + 60 * max_minutes if max_minutes else None
-            done = _run_tuning([task for task, _ in todo], per_task, directory, database, profile, deadline)
+            deadline = clock() + 60 * max_minutes if max_minutes else None
+            done = _run_tuning([task for task, _ in todo], per_task, directory, database, profile, deadline, clock)
             for task, key in todo:
                 trials_done = per_task if done is None else done.get(task.task_name, 0)
                 ledger[key] = {"task": task.task_name, "trials": trials_done}
@@ -272,7 +273,7 @@ def _counting_callback(contexts: list[Any], measured: dict[str, int]) -> Any:
     return _Count()
 
 
-def _deadline_strategy(inner: Any, deadline: float | None) -> Any:
+def _deadline_strategy(inner: Any, deadline: float | None, clock: Callable[[], float] = time.monotonic) -> Any:
     """Wrap a search strategy so that, once ``deadline`` passes, a task that has had its first batch asks for
     no more candidates — the scheduler then ends that task itself, after joining what is in flight.
 
@@ -298,7 +299,7 @@ def _deadline_strategy(inner: Any, deadline: float | None) -> Any:
             self.strategy.post_tuning()
 
         def generate_measure_candidates(self) -> Any:
-            if self.generated and deadline is not None and time.monotonic() >= deadline:
+            if self.generated and deadline is not None and clock() >= deadline:
                 return None
             self.generated = True
             return self.strategy.generate_measure_candidates()
@@ -313,7 +314,7 @@ def _deadline_strategy(inner: Any, deadline: float | None) -> Any:
 
 
 def _run_tuning(tasks: list[Any], per_task: int, directory: Path, database: Any, profile: TargetProfile,
-                deadline: float | None = None) -> dict[str, int] | None:
+                deadline: float | None = None, clock: Callable[[], float] = time.monotonic) -> dict[str, int] | None:
     """Run MetaSchedule; returns trials measured per task name if the deadline cut tuning short, else None."""
     from tvm.s_tir import meta_schedule as ms
 
@@ -324,7 +325,7 @@ def _run_tuning(tasks: list[Any], per_task: int, directory: Path, database: Any,
     _import_cpu_tensor_intrinsics(profile.arch)
     with _foreign_log_handlers_detached():
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-            tasks, str(directory), strategy=_deadline_strategy(_search_strategy(per_task), deadline))
+            tasks, str(directory), strategy=_deadline_strategy(_search_strategy(per_task), deadline, clock))
     try:
         ms.tune.tune_tasks(
             tasks=contexts, task_weights=weights, work_dir=str(directory),
@@ -335,5 +336,5 @@ def _run_tuning(tasks: list[Any], per_task: int, directory: Path, database: Any,
         )
     except Exception as err:  # tvm raises its own error types
         raise CompileError(f"MetaSchedule tuning failed: {str(err).strip().splitlines()[-1][:300]}") from None
-    cut_short = deadline is not None and time.monotonic() >= deadline
+    cut_short = deadline is not None and clock() >= deadline
     return {name: min(count, per_task) for name, count in measured.items()} if cut_short else None

@@ -3,7 +3,8 @@ structure budgets).
 
 Resolution order, lowest to highest precedence:
 
-1. the recipe file (``recipes/NAME.yaml``, ``$EDGEKD_CONFIG_DIR/recipes/NAME.yaml``, or a path);
+1. the recipe file (by name: ``$EDGEKD_CONFIG_DIR/recipes/NAME.yaml``, then the shipped ``recipes/NAME.yaml``;
+   or a path);
 2. ``EDGEKD_DATA`` (environment) sets ``data.root``;
 3. ``--data DIR`` sets ``data.root``;
 4. ``--set dotted.key=value`` overrides, applied in order (values parsed as YAML scalars).
@@ -17,6 +18,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from edgekd.config.loading import load_yaml, resolve_named, validate
 from edgekd.errors import ConfigError
-from edgekd.paths import config_dir, project_root
+from edgekd.paths import config_dir, shipped_dir
 
 _SI = {"": 1, "k": 1e3, "K": 1e3, "m": 1e6, "M": 1e6, "g": 1e9, "G": 1e9}
 
@@ -131,6 +133,10 @@ class BlockBudget(Strict):
     def _amount(cls, value: Any) -> float | None:
         return None if value is None else parse_amount(value)
 
+    def amounts(self) -> dict[str, float]:
+        """Cost kind → requested amount, for each kind this block budgets (empty when frozen)."""
+        return {kind: value for kind in ("flops", "params") if (value := getattr(self, kind)) is not None}
+
     @model_validator(mode="after")
     def _one_kind(self) -> BlockBudget:
         if self.frozen and (self.flops is not None or self.params is not None):
@@ -149,6 +155,10 @@ class GlobalBudget(Strict):
     def _amount(cls, value: Any) -> float | None:
         return None if value is None else parse_amount(value)
 
+    def amounts(self) -> dict[str, float]:
+        """Cost kind → requested amount, for each kind given."""
+        return {kind: value for kind in ("flops", "params") if (value := getattr(self, kind)) is not None}
+
 
 class PhaseConfig(Strict):
     """A structure-learning or finetuning phase; unset fields inherit from ``training``."""
@@ -160,6 +170,10 @@ class PhaseConfig(Strict):
 
 
 class StructureConfig(Strict):
+    # The cost model regularising blocks that have no budget of their own (the structure.default: free
+    # pseudo-block); block budgets name their kinds. Every kind asked for needs a cost model handed to the
+    # structure learner: flops and params always; latency only from a model measured on a board (none yet),
+    # so `cost: latency` is refused before training, never silently optimised as FLOPs.
     cost: Literal["flops", "params", "latency"] = "flops"
     threshold: float = Field(1e-2, gt=0)  # one alive threshold tau for the whole network
     blocks: list[BlockBudget] = Field(default_factory=list)
@@ -203,16 +217,38 @@ class Recipe(Strict):
 
 
 def recipe_dirs() -> list[Path]:
-    """User recipes first, then the ones shipped with edgekd."""
-    return [config_dir() / "recipes", project_root() / "recipes"]
+    """User recipes first, then the ones shipped with edgekd (package data, see :func:`edgekd.paths.shipped_dir`)."""
+    return [config_dir() / "recipes", shipped_dir("recipes")]
 
 
 def list_recipes() -> list[Path]:
+    """The recipe files by name; a user recipe hides a shipped one of the same name."""
     seen: dict[str, Path] = {}
     for directory in recipe_dirs():
         for path in sorted(directory.glob("*.yaml")) if directory.is_dir() else []:
             seen.setdefault(path.stem, path)
     return [seen[name] for name in sorted(seen)]
+
+
+@dataclass(frozen=True)
+class RecipeEntry:
+    """One recipe file found by :func:`scan_recipes`: the validated recipe, or why it does not load."""
+
+    name: str
+    path: Path
+    recipe: Recipe | None = None
+    error: str | None = None
+
+
+def scan_recipes() -> list[RecipeEntry]:
+    """Every recipe of :func:`list_recipes`, loaded; an invalid file is an entry with its one-line error."""
+    entries = []
+    for path in list_recipes():
+        try:
+            entries.append(RecipeEntry(path.stem, path, recipe=load_recipe(path)))
+        except ConfigError as err:
+            entries.append(RecipeEntry(path.stem, path, error=str(err)))
+    return entries
 
 
 def load_recipe(

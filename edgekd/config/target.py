@@ -2,17 +2,18 @@
 
 Input: a YAML file ``<name>.yaml`` (schema :class:`TargetProfile`), found by name in, first,
 ``$EDGEKD_CONFIG_DIR/targets/`` (user profiles, default ``~/.config/edgekd/targets/``) and then the
-repository's ``targets/`` directory; or given as a path. A user profile with the name of a shipped one
-replaces it. Output: a validated :class:`TargetProfile`.
+profiles shipped with edgekd (the repository's ``targets/``, package data in a wheel); or given as a path.
+A user profile with the name of a shipped one replaces it. Output: a validated :class:`TargetProfile`.
 
 A profile carries the TVM target (as the dict TVM 0.27 requires), the architecture and glibc floor the
 binaries must respect, the cross toolchain (by registry name, see :mod:`edgekd.compile.toolchains`), where
-the board's TVM runtime libraries come from, default threads and CPU affinity, power sensors, roofline
-priors for the latency model, and plain-language notes on the board's limits.
+the board's TVM runtime libraries come from, default threads and CPU affinity, power sensors, optional
+roofline priors (informative: nothing decides on them), and plain-language notes on the board's limits.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,11 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from edgekd.config.loading import load_yaml, resolve_named, validate
 from edgekd.errors import ConfigError
-from edgekd.paths import config_dir, project_root
+from edgekd.paths import config_dir, shipped_dir
 
 __all__ = [
     "TargetProfile", "TvmTarget", "RuntimeSource", "ThreadDefaults", "PowerSensor", "Roofline",
-    "load_target", "list_targets", "target_search_dirs",
+    "TargetEntry", "load_target", "list_targets", "scan_targets", "target_search_dirs",
 ]
 
 TOOLCHAINS = ("zig-aarch64", "host-cc", "android-ndk")
@@ -111,7 +112,7 @@ class PowerSensor(_Strict):
 
 
 class Roofline(_Strict):
-    """Priors for the roofline latency model, refined by measurement (CPU, fp32, all default threads)."""
+    """Optional roofline priors (CPU, fp32, all default threads); informative, no decision reads them."""
 
     peak_gflops: float = Field(gt=0)
     memory_gbps: float = Field(gt=0)
@@ -129,7 +130,7 @@ class TargetProfile(_Strict):
     runtime: RuntimeSource
     threads: ThreadDefaults
     power_sensors: list[PowerSensor] = Field(default_factory=list)
-    roofline: Roofline
+    roofline: Roofline | None = None
     notes: list[str] = Field(default_factory=list)
     _source: str | None = PrivateAttr(default=None)
 
@@ -161,7 +162,7 @@ class TargetProfile(_Strict):
 
 def target_search_dirs() -> list[Path]:
     """Where bare target names are looked up, in order: user directory first, then the shipped ones."""
-    return [config_dir() / "targets", project_root() / "targets"]
+    return [config_dir() / "targets", shipped_dir("targets")]
 
 
 def load_target(name_or_path: str | Path) -> TargetProfile:
@@ -180,13 +181,35 @@ def load_target(name_or_path: str | Path) -> TargetProfile:
     return profile
 
 
-def list_targets() -> list[TargetProfile]:
-    """Every loadable profile, by name; a user profile hides a shipped one of the same name."""
-    seen: dict[str, TargetProfile] = {}
+@dataclass(frozen=True)
+class TargetEntry:
+    """One profile file found by :func:`scan_targets`: the validated profile, or why it does not load."""
+
+    name: str
+    path: Path
+    profile: TargetProfile | None = None
+    error: str | None = None
+
+
+def scan_targets() -> list[TargetEntry]:
+    """Every profile file by name, loaded; an invalid one is an entry with its one-line error instead.
+
+    A user profile hides a shipped one of the same name (even when it is invalid: that is what
+    :func:`load_target` would use).
+    """
+    found: dict[str, Path] = {}
     for directory in target_search_dirs():
-        if not directory.is_dir():
-            continue
-        for path in sorted(directory.glob("*.y*ml")):
-            if path.stem not in seen:
-                seen[path.stem] = load_target(path)
-    return [seen[name] for name in sorted(seen)]
+        for path in sorted(directory.glob("*.y*ml")) if directory.is_dir() else []:
+            found.setdefault(path.stem, path)
+    entries = []
+    for name in sorted(found):
+        try:
+            entries.append(TargetEntry(name, found[name], profile=load_target(found[name])))
+        except ConfigError as err:
+            entries.append(TargetEntry(name, found[name], error=str(err)))
+    return entries
+
+
+def list_targets() -> list[TargetProfile]:
+    """Every valid profile, by name (see :func:`scan_targets`, which also reports the invalid ones)."""
+    return [entry.profile for entry in scan_targets() if entry.profile is not None]

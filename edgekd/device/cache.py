@@ -78,7 +78,7 @@ def _not_writable(conn, cache: str, err: OSError) -> DeviceError:
     )
 
 
-def _sftp_like(conn):
+def sftp_like(conn):
     """SFTP for SSH connections; for the local device a tiny shim with the same calls."""
     if conn.is_local:
         return _LocalFs(conn)
@@ -139,7 +139,7 @@ def push(conn, artifact_dir: Path, files: dict[str, str], cache: str, *, lock_ti
         DeviceError: unwritable cache, upload failure, checksum mismatch, lock timeout.
     """
     start = time.perf_counter()
-    fs = _sftp_like(conn)
+    fs = sftp_like(conn)
     sid = stage_id(files)
     stage_dir = posixpath.join(cache, "stage", sid)
     try:
@@ -233,7 +233,7 @@ def _remove_quietly(fs, cache: str, names: list[str]) -> None:
 
 def run_dir(conn, cache: str) -> str:
     """Create a fresh ``<cache>/.run-<random>`` directory for one run's outputs."""
-    fs = _sftp_like(conn)
+    fs = sftp_like(conn)
     path = posixpath.join(cache, f".run-{secrets.token_hex(6)}")
     try:
         fs.mkdir(path)
@@ -244,7 +244,7 @@ def run_dir(conn, cache: str) -> str:
 
 def remove_tree(conn, path: str) -> None:
     """Remove a flat directory (a run directory) over SFTP, ignoring what is already gone."""
-    fs = _sftp_like(conn)
+    fs = sftp_like(conn)
     try:
         for name in fs.listdir(path):
             _remove_quietly(fs, path, [name])

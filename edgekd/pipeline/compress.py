@@ -1,7 +1,10 @@
 """The compress pipeline: teacher → structure learning with KD → prune → finetune with KD → report.
 
 Input: a resolved recipe with a ``structure`` section (and optionally a teacher run directory, a target
-name that is recorded for the later compile/bench stages). Output: a run directory
+name that is recorded for the later compile/bench stages). The pipeline builds the cost models structure
+learning optimises (:func:`structure_cost_models`: FLOPs and weight params) and hands them to the learner;
+a recipe asking for a kind with no model (``structure.cost: latency``) is refused before anything runs.
+Output: a run directory
 
     RUN/teacher/        the dense teacher (only when it had to be trained here)
     RUN/learn/          structure-learning checkpoints and metrics.jsonl (per-block cost vs budget per epoch)
@@ -10,6 +13,9 @@ name that is recorded for the later compile/bench stages). Output: a run directo
     RUN/model.pt        the compact model (loads with edgekd.models.io.load_model, no recipe needed)
     RUN/arch.json       per-layer widths and kept channels of every group
     RUN/report.json     the CompressResult below (also what ``edgekd compress --json`` prints)
+
+The learn → prune → finetune sequence is :func:`learn_and_prune` then :func:`finetune`, reusable on their
+own (``scripts/bench_compression.py`` runs its baselines through them with in-memory recipes).
 """
 
 from __future__ import annotations
@@ -31,12 +37,14 @@ from edgekd.learn.runs import resolve_run_dir, write_recipe
 from edgekd.models.counting import count_model
 from edgekd.models.io import for_inference, load_model, save_model
 from edgekd.pipeline.train import build_model, load_teacher, model_arch, objective_for, train
-from edgekd.structure.budgets import KINDS, BudgetController
-from edgekd.structure.costs import block_costs
+from edgekd.structure.budgets import check_cost_models
+from edgekd.structure.costs import CostModel, FlopCost, ParamCost, network_cost
 from edgekd.structure.learner import StructureLearner, no_weight_decay
-from edgekd.structure.prune import PruneResult, final_masks, masked_copy, prune_model, save_arch_spec
+from edgekd.structure.prune import PruneResult, masked_copy, prune_model, save_arch_spec
+from edgekd.structure.report import block_report, controller_report
 
-__all__ = ["CompressResult", "compress", "phase_config", "learn_structure", "block_report"]
+__all__ = ["CompressResult", "StructureRun", "compress", "finetune", "learn_and_prune", "learn_structure",
+           "phase_config", "structure_cost_models"]
 
 
 @dataclass
@@ -62,13 +70,26 @@ def phase_config(training: TrainingConfig, phase: PhaseConfig) -> TrainingConfig
     return training.model_copy(update=update)
 
 
+def structure_cost_models(recipe: Recipe) -> dict[str, CostModel]:
+    """The cost models structure learning optimises and reports, by kind: FLOPs and conv/linear weights.
+
+    A latency model measured on the recipe's target board is to be added here (it implements
+    :class:`~edgekd.structure.costs.CostModel` with ``name = "latency"``); until then a recipe asking for
+    latency is refused by :func:`~edgekd.structure.budgets.check_cost_models`."""
+    return {"flops": FlopCost(), "params": ParamCost()}
+
+
 def learn_structure(recipe: Recipe, student: nn.Module, teacher: nn.Module | None, loaders: Loaders,
-                    run_dir: Path, resume: bool = False) -> tuple[StructureLearner, dict[str, Any]]:
-    """Train ``student`` with Σ λ_b·R_b (+ KD when ``teacher`` is given) at the learn phase's fixed lr.
+                    run_dir: Path, resume: bool = False, cost_models: dict[str, CostModel] | None = None,
+                    ) -> tuple[StructureLearner, dict[str, Any]]:
+    """Train ``student`` with Σ λ_b·R_b (+ KD when ``teacher`` is given) at the learn phase's fixed lr,
+    under ``cost_models`` (default :func:`structure_cost_models`).
 
     The learn phase keeps its final weights (no best-validation rollback: the structure is what the
     controller reached at the end)."""
-    learner = StructureLearner(student, recipe.structure, loaders.input_shape)
+    cost_models = structure_cost_models(recipe) if cost_models is None else cost_models
+    check_cost_models(recipe.structure, cost_models, recipe.source)  # the message names the recipe file
+    learner = StructureLearner(student, recipe.structure, loaders.input_shape, cost_models=cost_models)
     cfg = phase_config(recipe.training, recipe.structure.learn)
     objective = learner.objective(objective_for(recipe, teacher, student, loaders))
     no_val = dataclasses.replace(loaders, val=None)
@@ -77,26 +98,33 @@ def learn_structure(recipe: Recipe, student: nn.Module, teacher: nn.Module | Non
                       description="learn")
     result = trainer.fit()
     return learner, {"epochs": result.epochs, "seconds": result.seconds, "test_acc_unmasked": result.test_acc,
-                     "steps": trainer.global_step, "controller": learner.controller.report()}
+                     "steps": trainer.global_step, "controller": controller_report(learner.controller)}
 
 
-def block_report(controller: BudgetController, masks: list[torch.Tensor]) -> list[dict[str, Any]]:
-    """Per block: requested budget (absolute), alive FLOPs / weight params, channels before / after."""
-    graph = controller.graph
-    dense = [torch.ones(g.size, dtype=torch.bool) for g in graph.groups]
-    costs = {k: block_costs(graph, m, masks) for k, m in KINDS.items()}
-    rows = []
-    for name, state in controller.states.items():
-        owned = [g for g in graph.groups if g.block == name]
-        rows.append({
-            "name": name, "budget": {k: v for k, v in state.budget.items()}, "frozen": state.frozen,
-            "flops": costs["flops"].get(name, 0.0), "params": costs["params"].get(name, 0.0),
-            "dense_flops": state.dense["flops"], "dense_params": state.dense["params"],
-            "channels_before": int(sum(int(dense[g.id].sum()) for g in owned)),
-            "channels_after": int(sum(int(masks[g.id].sum()) for g in owned)),
-            "lambda": state.lam, "met_step": state.met_step,
-        })
-    return rows
+@dataclass
+class StructureRun:
+    """What :func:`learn_and_prune` leaves: the learner (graph, ownership, controller), the structure-learned
+    student before pruning (CPU, eval), the pruned network (and its masks and arch spec) and the learn phase's
+    summary."""
+
+    learner: StructureLearner
+    student: nn.Module
+    pruned: PruneResult
+    learn: dict[str, Any]
+
+
+def learn_and_prune(recipe: Recipe, student: nn.Module, teacher: nn.Module | None, loaders: Loaders,
+                    run_dir: Path, resume: bool = False, cost_models: dict[str, CostModel] | None = None,
+                    ) -> StructureRun:
+    """Structure learning in ``RUN/learn`` (:func:`learn_structure`), then pruning at the one τ with the
+    recipe's ``round_to``; the pruned network is written to ``RUN/pruned/`` (model.pt + arch.json)."""
+    learner, info = learn_structure(recipe, student, teacher, loaders, run_dir / "learn", resume, cost_models)
+    student = for_inference(student)
+    pruned = prune_model(student, learner.graph, learner.final_masks(), ownership=learner.ownership)
+    save_model(run_dir / "pruned" / "model.pt", pruned.model, model_arch(recipe.teacher.model, loaders),
+               extra={"stage": "pruned"})
+    save_arch_spec(run_dir / "pruned" / "arch.json", pruned.spec)
+    return StructureRun(learner, student, pruned, info)
 
 
 def _model_summary(model: nn.Module, loaders: Loaders, device: torch.device | None = None) -> dict[str, Any]:
@@ -118,6 +146,8 @@ def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path 
     if recipe.structure is None:
         raise ConfigError(f"{recipe.source}: structure: missing; compress needs a structure section "
                           "(blocks with budgets, or a global budget)")
+    cost_models = structure_cost_models(recipe)
+    check_cost_models(recipe.structure, cost_models, recipe.source)  # before any run directory or training
     run_dir = resolve_run_dir(recipe, "compress", out, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_recipe(run_dir, recipe)
@@ -127,36 +157,36 @@ def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path 
     spec = recipe.teacher.model
     student = build_model(spec, loaders)
     student.load_state_dict(dense.state_dict())  # the student starts as the dense teacher
-    learner, learn_info = learn_structure(recipe, student, dense, loaders, run_dir / "learn", resume)
-    student = for_inference(student)
-    masks = final_masks(learner.graph, recipe.structure.threshold, recipe.structure.round_to)
-    pruned = prune_model(student, learner.graph, masks)
-    prune_info = _pruning_info(student, learner, pruned, loaders)
-    arch = model_arch(spec, loaders)
-    save_model(run_dir / "pruned" / "model.pt", pruned.model, arch, extra={"stage": "pruned"})
-    save_arch_spec(run_dir / "pruned" / "arch.json", pruned.spec)
-    compact, finetune_info = _finetune(recipe, pruned.model, dense, loaders, run_dir / "finetune", resume)
-    save_model(run_dir / "model.pt", compact, arch, extra={"stage": "compress", "arch": pruned.spec})
+    learned = learn_and_prune(recipe, student, dense, loaders, run_dir, resume, cost_models)
+    prune_info = _pruning_info(learned, loaders)  # before finetuning changes the pruned network
+    pruned = learned.pruned
+    compact, finetune_info = finetune(recipe, pruned.model, dense, loaders, run_dir / "finetune", resume)
+    save_model(run_dir / "model.pt", compact, model_arch(spec, loaders),
+               extra={"stage": "compress", "arch": pruned.spec})
     save_arch_spec(run_dir / "arch.json", pruned.spec)
     result = CompressResult(
         run_dir=str(run_dir), target=target, teacher=_model_summary(dense, loaders),
-        student=_model_summary(compact, loaders), blocks=block_report(learner.controller, masks),
-        pruning=prune_info, phases={"learn": learn_info, "finetune": finetune_info},
+        student=_model_summary(compact, loaders), blocks=block_report(learned.learner.controller, pruned.masks),
+        pruning=prune_info, phases={"learn": learned.learn, "finetune": finetune_info},
     )
     atomic_write_json(run_dir / "report.json", result.to_dict())
     return result
 
 
-def _pruning_info(student: nn.Module, learner: StructureLearner, pruned: PruneResult, loaders: Loaders) -> dict:
-    masked = masked_copy(student, learner.graph, pruned.masks)
+def _pruning_info(learned: StructureRun, loaders: Loaders) -> dict:
+    learner, pruned = learned.learner, learned.pruned
+    masked = masked_copy(learned.student, learner.graph, pruned.masks)
     return {"threshold": learner.controller.threshold, "deviation": pruned.deviation,
             "masked_test_acc": evaluate(masked, loaders.test).acc,
             "pruned_test_acc": evaluate(pruned.model, loaders.test).acc,
-            "cost_model_flops": sum(block_costs(learner.graph, KINDS["flops"], pruned.masks).values())}
+            "cost_model_flops": network_cost(learner.graph, learner.controller.cost_models["flops"], pruned.masks)}
 
 
-def _finetune(recipe: Recipe, model: nn.Module, teacher: nn.Module, loaders: Loaders, run_dir: Path,
-              resume: bool) -> tuple[nn.Module, dict[str, Any]]:
+def finetune(recipe: Recipe, model: nn.Module, teacher: nn.Module | None, loaders: Loaders, run_dir: Path,
+             resume: bool = False) -> tuple[nn.Module, dict[str, Any]]:
+    """Train ``model`` (a pruned network, in place) for the recipe's finetune phase, with KD from ``teacher``
+    (cross-entropy when None); the best-validation weights, for inference. On resume the network is rebuilt
+    from ``run_dir``'s sibling ``pruned/`` (the shapes of the checkpoint's weights)."""
     cfg = phase_config(recipe.training, recipe.structure.finetune)
     if cfg.epochs == 0:
         return model, {"epochs": 0}

@@ -1,2 +1,5 @@
-"""Structure learning: channel groups, cost models, per-block budgets, the λ controller, pruning and
-the compress pipeline (teacher → structure learning with KD → prune → finetune with KD)."""
+"""Structure learning: channel groups (``groups``), block ownership (``ownership``), cost models
+(``costs``), per-block budget state (``budgets``), the λ_b policy (``policy``), BatchNorm γ edits
+(``gammas``), the per-step controller (``controller``), reporting (``report``), the trainer glue
+(``learner``) and pruning (``prune``). The compress pipeline that drives them (teacher → structure
+learning with KD → prune → finetune with KD) is :mod:`edgekd.pipeline.compress`."""

@@ -1,19 +1,26 @@
 """MorphNet cost models and their differentiable regularizers, per op, per block and per network.
 
-Inputs: a traced :class:`~edgekd.structure.groups.ChannelGraph`, per-group alive masks and per-group
-regularisation vectors r (|γ| maxima). Outputs: costs (FLOPs with 2 per MAC, conv/linear weight counts,
-or roofline seconds) and regularizer values, per op and summed per block.
+Inputs: a traced :class:`~edgekd.structure.groups.ChannelGraph`, per-group alive masks, per-group
+regularisation vectors r (|γ| maxima) and, for per-block sums, a
+:class:`~edgekd.structure.ownership.BlockOwnership`. Outputs: costs (FLOPs with 2 per MAC, conv/linear weight
+counts, or roofline seconds) and regularizer values, per op and summed per block.
 
 For an op with input (A_in, R_in) and output (A_out, R_out), A = alive channels, R = Σ r:
 
 * FLOPs:  C = 2·H_out·W_out·k_h·k_w (conv), 2 (linear); params: C = k_h·k_w (conv), 1 (linear).
 * dense/grouped conv, linear: cost = C·A_in·A_out / groups, regularizer = C·(A_in·R_out + A_out·R_in) / groups.
 * depthwise conv: cost = C·A_out, regularizer = C·(R_in + R_out).
-* latency (roofline): cost = max(FLOPs / peak, bytes / bandwidth) with bytes = b·(A_in·H_in·W_in +
+* roofline: cost = max(FLOPs / peak, bytes / bandwidth) with bytes = b·(A_in·H_in·W_in +
   A_out·H_out·W_out + weights); the regularizer follows the dominating term.
 
-Every cost model has the same two methods, ``cost(op, a_in, a_out)`` and ``regularizer(op, a_in, r_in,
-a_out, r_out)``, so a latency model calibrated on a device can replace the roofline later.
+Every cost model (:class:`CostModel`) has a ``name`` — the cost kind it measures, the key a recipe uses
+(``structure.cost``, a block's budget) — and the same two methods, ``cost(op, a_in, a_out)`` and
+``regularizer(op, a_in, r_in, a_out, r_out)``. The structure learner never looks models up: it is handed a
+mapping kind → model (:func:`edgekd.structure.budgets.check_cost_models`), built by the pipeline. Kinds that
+exist today: ``flops`` (:class:`FlopCost`) and ``params`` (:class:`ParamCost`). ``latency`` needs a model
+measured on a board (a later addition that implements this interface); the roofline
+(:class:`RooflineCost`, kind ``roofline``) is a prior from two datasheet numbers, not a measurement, and
+does not answer for ``latency``.
 """
 
 from __future__ import annotations
@@ -24,14 +31,19 @@ from typing import Protocol
 import torch
 
 from edgekd.structure.groups import ChannelGraph, OpInfo
+from edgekd.structure.ownership import BlockOwnership
 
-__all__ = ["CostModel", "FlopCost", "ParamCost", "LatencyCost", "Roofline", "OpTerms", "op_terms",
-           "block_costs", "block_regularizers", "cost_model", "network_cost"]
+__all__ = ["CostModel", "FlopCost", "ParamCost", "RooflineCost", "Roofline", "OpTerms", "op_terms",
+           "block_costs", "block_regularizers", "network_cost"]
 
 Number = float | torch.Tensor
 
 
 class CostModel(Protocol):
+    """What structure learning optimises and reports: ``name`` is the cost kind (``flops``, ``params``, and
+    later ``latency``); ``cost`` and ``regularizer`` take alive counts A (floats) and saliency sums R
+    (tensors carrying gradients) of one op's input and output."""
+
     name: str
 
     def cost(self, op: OpInfo, a_in: Number, a_out: Number) -> Number: ...
@@ -93,11 +105,14 @@ class Roofline:
 
 
 @dataclass(frozen=True)
-class LatencyCost:
-    """Roofline seconds per op: max(FLOPs / peak, bytes / bandwidth); the regularizer of the bound term."""
+class RooflineCost:
+    """Roofline seconds per op: max(FLOPs / peak, bytes / bandwidth); the regularizer of the bound term.
+
+    A prior from two datasheet numbers, not a measured latency: its kind is ``roofline``, and it never
+    satisfies ``structure.cost: latency`` (see :func:`edgekd.structure.budgets.check_cost_models`)."""
 
     roofline: Roofline = Roofline()
-    name: str = "latency"
+    name: str = "roofline"
 
     def _bytes(self, op: OpInfo, a_in: Number, a_out: Number, weights: Number) -> Number:
         elements = a_in * op.in_hw[0] * op.in_hw[1] + a_out * op.out_hw[0] * op.out_hw[1] + weights
@@ -121,17 +136,6 @@ class LatencyCost:
             weights = weights + r_in * op.in_hw[0] * op.in_hw[1] + r_out * op.out_hw[0] * op.out_hw[1]
             return self.roofline.bytes_per_element * weights / self.roofline.bandwidth
         return self._bytes(op, r_in, r_out, weights) / self.roofline.bandwidth
-
-
-def cost_model(kind: str, roofline: Roofline | None = None) -> CostModel:
-    """'flops', 'params' or 'latency' (roofline of ``roofline``, default a generic edge CPU)."""
-    if kind == "flops":
-        return FlopCost()
-    if kind == "params":
-        return ParamCost()
-    if kind == "latency":
-        return LatencyCost(roofline or Roofline())
-    raise ValueError(f"unknown cost kind {kind!r}; expected flops, params or latency")
 
 
 @dataclass
@@ -167,26 +171,29 @@ def op_terms(graph: ChannelGraph, alive: list[torch.Tensor], r: list[torch.Tenso
     return terms
 
 
-def block_costs(graph: ChannelGraph, model: CostModel, alive: list[torch.Tensor]) -> dict[str | None, float]:
-    """Alive cost summed per block (key None: ops charged to no block)."""
+def _owner(ownership: BlockOwnership | None, op: OpInfo) -> str | None:
+    return ownership.op_block.get(op.name) if ownership is not None else None
+
+
+def block_costs(graph: ChannelGraph, model: CostModel, alive: list[torch.Tensor],
+                ownership: BlockOwnership | None = None) -> dict[str | None, float]:
+    """Alive cost summed per block of ``ownership`` (key None: ops charged to no block; every op without one)."""
     totals: dict[str | None, float] = {}
     for op, t in zip(graph.ops, op_terms(graph, alive), strict=True):
-        totals[op.block] = totals.get(op.block, 0.0) + float(model.cost(op, t.a_in, t.a_out))
+        block = _owner(ownership, op)
+        totals[block] = totals.get(block, 0.0) + float(model.cost(op, t.a_in, t.a_out))
     return totals
 
 
 def block_regularizers(graph: ChannelGraph, model: CostModel, alive: list[torch.Tensor],
-                       r: list[torch.Tensor]) -> dict[str | None, Number]:
-    """Differentiable regularizer summed per block."""
+                       r: list[torch.Tensor], ownership: BlockOwnership | None = None) -> dict[str | None, Number]:
+    """Differentiable regularizer summed per block of ``ownership``."""
     totals: dict[str | None, Number] = {}
     for op, t in zip(graph.ops, op_terms(graph, alive, r), strict=True):
-        totals[op.block] = totals.get(op.block, 0.0) + model.regularizer(op, t.a_in, t.r_in, t.a_out, t.r_out)
+        block = _owner(ownership, op)
+        totals[block] = totals.get(block, 0.0) + model.regularizer(op, t.a_in, t.r_in, t.a_out, t.r_out)
     return totals
 
 
 def network_cost(graph: ChannelGraph, model: CostModel, alive: list[torch.Tensor]) -> float:
     return sum(block_costs(graph, model, alive).values())
-
-
-def dense_masks(graph: ChannelGraph) -> list[torch.Tensor]:
-    return [torch.ones(g.size, dtype=torch.bool) for g in graph.groups]

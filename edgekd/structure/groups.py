@@ -13,14 +13,13 @@ Input: an ``nn.Module`` and an example input shape. Output: a :class:`ChannelGra
 A group is *prunable* only when every op that writes it is directly followed by a BatchNorm of the same
 group (a channel with no γ can never be shown dead) and no grouped (non-depthwise) conv touches it.
 
-Block ownership (:func:`assign_blocks`): a group is charged to the block of its first producer (module
-order); a frozen block freezes every group any of its ops writes; groups whose first producer no block
-covers follow ``default`` ("frozen" or "free"). An op is charged to the block owning its output group.
+The graph is what the model *is*; it knows nothing of recipes. Which block owns a group, and which groups
+a block configuration freezes, is a separate mapping (:mod:`edgekd.structure.ownership`) that never
+modifies the graph, so one graph can serve several block configurations.
 """
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -28,12 +27,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from edgekd.errors import ConfigError
-
-__all__ = ["Segment", "BNMember", "ChannelGroup", "OpInfo", "ChannelGraph", "trace_groups", "assign_blocks",
-           "matches", "DEFAULT_BLOCK"]
-
-DEFAULT_BLOCK = "(default)"  # pseudo-block for uncovered groups when structure.default is "free"
+__all__ = ["Segment", "BNMember", "ChannelGroup", "OpInfo", "ChannelGraph", "trace_groups", "dense_masks"]
 
 
 @dataclass
@@ -61,24 +55,17 @@ class ChannelGroup:
     producers: list[str] = field(default_factory=list)  # ops writing the group, module order
     consumers: list[str] = field(default_factory=list)  # ops reading it (depthwise convs are both)
     prunable: bool = True
-    block: str | None = None  # owner after assign_blocks
-    frozen: bool = False
-
-    @property
-    def learnable(self) -> bool:
-        """Regularised and prunable: has γ's, is not frozen."""
-        return self.prunable and not self.frozen
 
     def saliency(self) -> torch.Tensor:
-        """r_c = max over member BatchNorms of |γ_c| (differentiable; zeros when not learnable)."""
-        if not self.learnable:
+        """r_c = max over member BatchNorms of |γ_c| (differentiable; zeros when not prunable)."""
+        if not self.prunable:
             return torch.zeros(self.size)
         values = [_scatter_max(m.module.weight.abs()[m.module_idx], m.group_idx, self.size) for m in self.bns]
         return torch.stack(values).amax(0) if len(values) > 1 else values[0]
 
     def alive(self, threshold: float) -> torch.Tensor:
-        """Boolean mask: r_c > τ, i.e. any member's |γ| exceeds τ; all True when not learnable."""
-        if not self.learnable:
+        """Boolean mask: r_c > τ, i.e. any member's |γ| exceeds τ; all True when not prunable."""
+        if not self.prunable:
             return torch.ones(self.size, dtype=torch.bool)
         with torch.no_grad():
             return self.saliency().detach().cpu() > threshold
@@ -99,7 +86,6 @@ class OpInfo:
     out_hw: tuple[int, int] = (1, 1)
     in_segments: list[Segment] = field(default_factory=list)
     out_segments: list[Segment] = field(default_factory=list)
-    block: str | None = None
     order: int = 0
 
 
@@ -119,16 +105,17 @@ class ChannelGraph:
         return [self.groups[s.group] for s in (op.out_segments if out else op.in_segments)]
 
     def saliencies(self) -> list[torch.Tensor]:
+        """Per group r (zeros for groups that are not prunable); frozen blocks: see BlockOwnership.saliencies."""
         return [g.saliency() for g in self.groups]
 
     def alive_masks(self, threshold: float) -> list[torch.Tensor]:
+        """Per group r > τ (all True when not prunable); frozen blocks: see BlockOwnership.alive_masks."""
         return [g.alive(threshold) for g in self.groups]
 
-    def learnable_groups(self) -> list[ChannelGroup]:
-        return [g for g in self.groups if g.learnable]
 
-    def block_names(self) -> list[str]:
-        return sorted({o.block for o in self.ops if o.block is not None})
+def dense_masks(graph: ChannelGraph) -> list[torch.Tensor]:
+    """Every channel of every group alive: the dense network."""
+    return [torch.ones(g.size, dtype=torch.bool) for g in graph.groups]
 
 
 def trace_groups(model: nn.Module, input_shape: Sequence[int] = (1, 3, 32, 32)) -> ChannelGraph:
@@ -243,42 +230,3 @@ def _scatter_max(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.
     out = values.new_zeros(size)
     return out.scatter_reduce(0, index.to(values.device), values, reduce="amax", include_self=True)
 
-
-def matches(module_name: str, pattern: str) -> bool:
-    """A module matches a block pattern by exact name, dotted prefix, or fnmatch wildcard."""
-    return module_name == pattern or module_name.startswith(pattern + ".") or fnmatch.fnmatchcase(module_name, pattern)
-
-
-def assign_blocks(graph: ChannelGraph, blocks: Sequence, default: str = "frozen") -> dict[str, list[str]]:
-    """Charge groups and ops to blocks (see the module docstring). ``blocks`` are recipe BlockBudgets.
-
-    Returns block name → the op names charged to it. Raises ConfigError for a pattern that matches no
-    module of the model.
-    """
-    module_names = [n for n, _ in graph.model.named_modules() if n]
-    for block in blocks:
-        for pattern in block.modules:
-            if not any(matches(n, pattern) for n in module_names):
-                raise ConfigError(f"structure.blocks[{block.name}].modules: pattern {pattern!r} matches no module "
-                                  f"of the model (e.g. {', '.join(module_names[:3])}, ...)")
-
-    def block_of(op_name: str):
-        return next((b for b in blocks if any(matches(op_name, p) for p in b.modules)), None)
-
-    frozen_writers = {o.name for o in graph.ops if (b := block_of(o.name)) is not None and b.frozen}
-    for group in graph.groups:
-        first = block_of(group.producers[0]) if group.producers else None
-        group.block = first.name if first is not None else (DEFAULT_BLOCK if default == "free" else None)
-        group.frozen = group.block is None or any(p in frozen_writers for p in group.producers)
-    for op in graph.ops:
-        owned = [graph.groups[s.group].block for s in op.out_segments if graph.groups[s.group].block]
-        if owned:
-            op.block = owned[0]
-        else:
-            own = block_of(op.name)
-            op.block = own.name if own is not None else None
-    charged: dict[str, list[str]] = {b.name: [] for b in blocks}
-    for op in graph.ops:
-        if op.block is not None:
-            charged.setdefault(op.block, []).append(op.name)
-    return charged

@@ -1,24 +1,32 @@
-"""The structure-learning policy: the regularised objective and the λ_b callback for the Trainer.
+"""Trainer glue for structure learning: the regularised objective, the λ_b callback and the learner bundle.
 
-Inputs: a student network (initialised from the teacher), the recipe's ``structure`` section and a base
-objective (KD, or cross-entropy for the MorphNet-without-KD baseline). Outputs:
+Inputs: a student network (initialised from the teacher), the recipe's ``structure`` section, the cost
+models to optimise (a mapping kind → :class:`~edgekd.structure.costs.CostModel`, handed in by the caller)
+and a base objective (KD, or cross-entropy for the MorphNet-without-KD baseline). Outputs:
 
 * :class:`StructureObjective` — ``(model, images, targets) -> (loss + Σ_b λ_b·R̃_b, logits, metrics)``;
 * :class:`BudgetCallback` — after every optimizer step runs :meth:`BudgetController.step`; at the end of
-  each epoch returns the per-block cost against budget (merged into ``metrics.jsonl``); checkpoints λ_b.
+  each epoch returns the per-block cost against budget (merged into ``metrics.jsonl``); checkpoints the
+  controller (λ_b, met steps, held masks) in the trainer checkpoint, so ``--resume`` continues it;
+* :class:`StructureLearner` — graph, controller, objective and callback for one student, and its final masks.
 * :func:`no_weight_decay` — keeps BatchNorm γ (the regularised scales) out of weight decay, since weight
   decay alone would shrink them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from edgekd.structure.budgets import BudgetController
+from edgekd.structure.controller import BudgetController
+from edgekd.structure.costs import CostModel
 from edgekd.structure.groups import ChannelGraph, trace_groups
+from edgekd.structure.ownership import BlockOwnership
+from edgekd.structure.prune import final_masks
+from edgekd.structure.report import epoch_metrics
 
 __all__ = ["StructureLearner", "StructureObjective", "BudgetCallback", "no_weight_decay"]
 
@@ -66,7 +74,7 @@ class BudgetCallback:
         self.controller.step(trainer.optimizer.param_groups[0]["lr"])
 
     def on_epoch_end(self, trainer, epoch: int, metrics: dict) -> dict:
-        extra = self.controller.epoch_metrics()
+        extra = epoch_metrics(self.controller)
         self.log.append({"epoch": epoch, **extra})
         return extra
 
@@ -78,18 +86,32 @@ class BudgetCallback:
 
 
 class StructureLearner:
-    """Bundles graph, controller, objective and callback for one student network."""
+    """Bundles graph, controller, objective and callback for one student network.
+
+    ``cost_models`` (keyword): kind → cost model, covering every kind the recipe asks for (see
+    :class:`~edgekd.structure.controller.BudgetController`)."""
 
     def __init__(self, student: nn.Module, structure, input_shape=(1, 3, 32, 32),
-                 graph: ChannelGraph | None = None) -> None:
+                 graph: ChannelGraph | None = None, *, cost_models: Mapping[str, CostModel]) -> None:
         self.student = student
+        self.structure = structure
         self.graph = graph or trace_groups(student, input_shape)
-        self.controller = BudgetController(self.graph, structure)
+        self.controller = BudgetController(self.graph, structure, cost_models)
         self.controller.init_lambdas()
         self.callback = BudgetCallback(self.controller)
+
+    @property
+    def ownership(self) -> BlockOwnership:
+        return self.controller.ownership
 
     def objective(self, base: nn.Module) -> StructureObjective:
         return StructureObjective(base, self.controller)
 
     def masks(self) -> list[torch.Tensor]:
-        return self.graph.alive_masks(self.controller.threshold)
+        """The alive masks now (one τ; groups the blocks freeze are whole)."""
+        return self.controller.alive_masks()
+
+    def final_masks(self, round_to: int | None = None) -> list[torch.Tensor]:
+        """The masks to prune with: alive at τ, widths rounded up to ``round_to`` (default the recipe's)."""
+        round_to = self.structure.round_to if round_to is None else round_to
+        return final_masks(self.graph, self.controller.threshold, round_to, self.ownership)

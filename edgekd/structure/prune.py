@@ -1,6 +1,8 @@
 """Physical pruning with bias folding, width rounding and an architecture spec.
 
-Inputs: a trained network, its :class:`ChannelGraph` and per-group alive masks (|γ| > τ, one τ).
+Inputs: a trained network, its :class:`ChannelGraph`, per-group alive masks (|γ| > τ, one τ) and, when
+blocks were assigned, their :class:`~edgekd.structure.ownership.BlockOwnership` (frozen groups stay whole;
+the arch spec records each group's block).
 Outputs: :class:`PruneResult` — a physically smaller ``nn.Module`` (no masks), the arch spec (per-layer
 widths and the kept channel indices of every group, JSON) and the measured deviation from the masked
 network (the same network with γ = 0 on dead channels).
@@ -33,6 +35,7 @@ from edgekd.atomic import atomic_write_json
 from edgekd.models.io import set_submodule
 from edgekd.models.layers import BorderCorrectedConv2d
 from edgekd.structure.groups import ChannelGraph, OpInfo
+from edgekd.structure.ownership import BlockOwnership
 
 __all__ = ["PruneResult", "final_masks", "masked_copy", "prune_model", "arch_spec", "save_arch_spec",
            "fold_deltas", "Fold"]
@@ -48,13 +51,16 @@ class PruneResult:
     deviation: dict[str, float] = field(default_factory=dict)
 
 
-def final_masks(graph: ChannelGraph, threshold: float, round_to: int = 1) -> list[torch.Tensor]:
+def final_masks(graph: ChannelGraph, threshold: float, round_to: int = 1,
+                ownership: BlockOwnership | None = None) -> list[torch.Tensor]:
     """Alive masks with widths rounded up to a multiple of ``round_to`` (largest |γ| revived first) and at
-    least one channel per group (a layer is never emptied)."""
+    least one channel per group (a layer is never emptied). Groups ``ownership`` freezes stay whole;
+    without it every prunable group counts."""
+    ownership = ownership or BlockOwnership.free(graph)
     masks = []
-    for group in graph.groups:
-        alive = group.alive(threshold).clone()
-        if group.learnable:
+    for group, alive in zip(graph.groups, ownership.alive_masks(graph, threshold), strict=True):
+        alive = alive.clone()
+        if ownership.learnable(group):
             r = group.saliency().detach().cpu()
             want = max(1, int(alive.sum()))
             want = min(group.size, math.ceil(want / round_to) * round_to)
@@ -177,13 +183,15 @@ def _single_bn_successor(graph: ChannelGraph, module: nn.Module) -> str | None:
 
 
 def prune_model(model: nn.Module, graph: ChannelGraph, masks: list[torch.Tensor],
-                example: torch.Tensor | None = None, border_correction: bool = True) -> PruneResult:
+                example: torch.Tensor | None = None, border_correction: bool = True,
+                ownership: BlockOwnership | None = None) -> PruneResult:
     """Build the physically pruned network (the input model is left untouched).
 
     With ``border_correction`` (default) a conv whose removed inputs reached it through zero padding becomes
     a :class:`~edgekd.models.layers.BorderCorrectedConv2d`, and the pruned network equals the masked one
     at the input size of ``example`` / the graph. Without it only the per-channel spatial mean is folded and
-    the border deviation is reported in ``deviation``.
+    the border deviation is reported in ``deviation``. ``ownership`` only labels the spec's groups with
+    their blocks.
     """
     device = next(model.parameters()).device
     if example is None:
@@ -206,7 +214,7 @@ def prune_model(model: nn.Module, graph: ChannelGraph, masks: list[torch.Tensor]
         _attach_borders(pruned, graph, masks, folds)
     pruned.eval()
     deviation = _deviation(masked, pruned, example)
-    return PruneResult(pruned, masks, arch_spec(pruned, graph, masks), deviation)
+    return PruneResult(pruned, masks, arch_spec(pruned, graph, masks, ownership), deviation)
 
 
 def _kept_outputs(op: OpInfo, masks: list[torch.Tensor]) -> torch.Tensor:
@@ -235,8 +243,10 @@ def _deviation(masked: nn.Module, pruned: nn.Module, example: torch.Tensor) -> d
             "output_scale": float(a.abs().max())}
 
 
-def arch_spec(pruned: nn.Module, graph: ChannelGraph, masks: list[torch.Tensor]) -> dict[str, Any]:
-    """Per-layer widths of the pruned network and the kept channel indices of every group."""
+def arch_spec(pruned: nn.Module, graph: ChannelGraph, masks: list[torch.Tensor],
+              ownership: BlockOwnership | None = None) -> dict[str, Any]:
+    """Per-layer widths of the pruned network and the kept channel indices (and block) of every group."""
+    ownership = ownership or BlockOwnership.free(graph)
     layers = {}
     for name, module in pruned.named_modules():
         if isinstance(module, nn.Conv2d):
@@ -248,7 +258,7 @@ def arch_spec(pruned: nn.Module, graph: ChannelGraph, masks: list[torch.Tensor])
             layers[name] = {"type": "linear", "in": module.in_features, "out": module.out_features}
         elif isinstance(module, nn.BatchNorm2d | nn.BatchNorm1d):
             layers[name] = {"type": "batchnorm", "out": module.num_features}
-    groups = [{"id": g.id, "block": g.block, "size": g.size, "kept": torch.nonzero(m).flatten().tolist(),
+    groups = [{"id": g.id, "block": ownership.block_of(g), "size": g.size, "kept": torch.nonzero(m).flatten().tolist(),
                "members": [b.name for b in g.bns], "producers": g.producers}
               for g, m in zip(graph.groups, masks, strict=True)]
     return {"version": SPEC_VERSION, "layers": layers, "groups": groups}

@@ -156,3 +156,14 @@ def test_the_contract_sees_a_planted_upward_import(tmp_path, monkeypatch):
             test_imports_point_down("edgekd.structure._planted")
         finally:
             del GRAPH["edgekd.structure._planted"]
+
+
+def test_scripts_never_import_tests():
+    """Benchmark scripts use the package (``edgekd.testing`` for fixtures), never the test tree."""
+    scripts = Path(__file__).resolve().parents[2] / "scripts"
+    offenders = []
+    for path in sorted(scripts.glob("*.py")):
+        text = path.read_text()
+        if "from tests" in text or "import tests" in text or '"tests"' in text:
+            offenders.append(path.name)
+    assert not offenders, f"scripts reaching into tests/: {', '.join(offenders)}"

@@ -8,26 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-
-def randomize_batchnorm(model: nn.Module, seed: int = 0, input_shape: tuple[int, ...] = (8, 3, 32, 32)) -> nn.Module:
-    """Random BatchNorm affine parameters, and running statistics calibrated on random inputs.
-
-    A freshly initialised deep CNN's activations vanish (its output ignores its input); calibrating the
-    running statistics normalises every layer so the signal reaches the classifier.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                count = module.num_features
-                module.weight.copy_(torch.rand(count, generator=generator) + 0.5)
-                module.bias.copy_(torch.randn(count, generator=generator) * 0.2)
-                module.reset_running_stats()
-                module.momentum = None  # cumulative average over the calibration batches
-        model.train()
-        for _ in range(2):
-            model(torch.randn(input_shape, generator=generator))
-    return model.eval()
+from edgekd.testing.models import randomise_bn
 
 
 class SmallNet(nn.Module):
@@ -48,7 +29,7 @@ class SmallNet(nn.Module):
 
 def small_net(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    return randomize_batchnorm(SmallNet(), seed)
+    return randomise_bn(SmallNet(), seed)
 
 
 def read_float32(path: Path, shape: list[int]) -> np.ndarray:

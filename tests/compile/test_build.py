@@ -9,12 +9,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from compile_helpers import randomize_batchnorm, read_float32, small_net
+from compile_helpers import read_float32, small_net
 from torch import nn
 
 from edgekd.compile import CompileOptions, compile_model, read_manifest, verify_artifact
 from edgekd.compile.build import run_library
 from edgekd.errors import CheckpointError, CompileError
+from edgekd.testing.models import randomise_bn
 
 TOLERANCE = 1e-4
 
@@ -97,7 +98,7 @@ def test_mobilenetv2_cifar_matches_pytorch(tmp_path):
     from edgekd.models import create_model
 
     torch.manual_seed(0)
-    model = randomize_batchnorm(create_model("mobilenetv2_cifar", num_classes=10, width_mult=0.5))
+    model = randomise_bn(create_model("mobilenetv2_cifar", num_classes=10, width_mult=0.5))
     artifact = compile_model(model, "host", tmp_path / "mbv2", CompileOptions(onnx=False, runner=False))
     manifest = artifact.manifest
     example = read_float32(artifact.path / manifest.input.file, manifest.input.shape)
@@ -115,10 +116,10 @@ def test_border_corrected_pruned_resnet_compiles_and_matches(tmp_path):
     from edgekd.models.layers import BorderCorrectedConv2d
     from edgekd.structure.groups import trace_groups
     from edgekd.structure.prune import final_masks, prune_model
-    from tests.structure.conftest import kill_channels
+    from edgekd.testing.models import kill_channels
 
     torch.manual_seed(0)
-    model = randomize_batchnorm(create_model("resnet20_cifar", num_classes=10))
+    model = randomise_bn(create_model("resnet20_cifar", num_classes=10))
     graph = trace_groups(model)
     kill_channels(graph, 0.4)
     pruned = prune_model(model, graph, final_masks(graph, 1e-2)).model

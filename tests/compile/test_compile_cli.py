@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from compile_helpers import randomize_batchnorm
 
 from edgekd.cli import main
 from edgekd.compile import verify_artifact
 from edgekd.compile.build import run_library
 from edgekd.models import create_model
 from edgekd.models.io import ModelArch, save_model
+from edgekd.testing.models import randomise_bn
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def saved_run(tmp_path_factory):
     """A run directory holding a resnet20_cifar model.pt with calibrated BatchNorm statistics."""
     torch.manual_seed(0)
     run = tmp_path_factory.mktemp("run")
-    model = randomize_batchnorm(create_model("resnet20_cifar", num_classes=10))
+    model = randomise_bn(create_model("resnet20_cifar", num_classes=10))
     save_model(run / "model.pt", model, ModelArch("resnet20_cifar"))
     return run
 

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
 from compile_helpers import read_float32
-from support import require_executable
+from support import require, require_executable
 
 from edgekd.compile import read_manifest
 from edgekd.config.target import load_target
@@ -54,6 +52,7 @@ def test_host_runner_json_contract(host_artifact, tmp_path):
 
 def test_host_runner_meets_minimum_runs_and_time(host_artifact):
     result = _run(host_artifact, "--seed", "3", "--runs", "50", "--min-seconds", "0.3", "--warmup-seconds", "0.1")
+    assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["runs"] >= 50 and report["warmup_runs"] >= 1
     span = report["timestamps"]["timed_end_unix"] - report["timestamps"]["timed_start_unix"]
@@ -102,7 +101,7 @@ def test_aarch64_binaries_respect_the_glibc_floor(tx2_artifact):
 
 def test_aarch64_artifact_runs_under_qemu(tx2_artifact, tmp_path):
     qemu = require_executable("qemu-aarch64")
-    assert QEMU_SYSROOT.is_dir() or pytest.skip(f"aarch64 glibc sysroot {QEMU_SYSROOT} missing")
+    require(QEMU_SYSROOT.is_dir(), f"aarch64 glibc sysroot {QEMU_SYSROOT}")
     out = tmp_path / "out.bin"
     result = _run(tx2_artifact, "--input", str(tx2_artifact / "input.bin"), "--output-file", str(out), *QUICK,
                   prefix=[qemu, "-L", str(QEMU_SYSROOT)])
@@ -116,6 +115,8 @@ def test_aarch64_artifact_runs_under_qemu(tx2_artifact, tmp_path):
 
 
 def test_runner_is_copied_not_linked_into_the_cache(tx2_artifact):
+    readelf = require_executable("readelf")
     assert not (tx2_artifact / "edgekd-runner").is_symlink()
-    assert shutil.which("readelf") is None or "RUNPATH" in subprocess.run(
-        ["readelf", "-d", str(tx2_artifact / "edgekd-runner")], capture_output=True, text=True).stdout
+    dynamic = subprocess.run([readelf, "-d", str(tx2_artifact / "edgekd-runner")], capture_output=True, text=True,
+                             check=True).stdout
+    assert "RUNPATH" in dynamic, dynamic

@@ -1,4 +1,5 @@
-"""Target profiles: shipped ones validate, user profiles override, bad files fail in one line."""
+"""Target profiles: shipped ones validate, user profiles override, bad files fail in one line (and do not hide
+the others from the listing), roofline priors are optional."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edgekd.config.target import list_targets, load_target, target_search_dirs
+from edgekd.compile import CompileOptions, compile_model, verify_artifact
+from edgekd.config.target import list_targets, load_target, scan_targets, target_search_dirs
 from edgekd.errors import ConfigError
 
 SHIPPED = {"jetson-tx2", "raspberry-pi-4", "raspberry-pi-5", "android-arm64", "host"}
@@ -23,6 +25,7 @@ def _user_targets() -> Path:
 def test_shipped_profiles_all_load():
     names = {profile.name for profile in list_targets()}
     assert names >= SHIPPED
+    assert all(entry.error is None for entry in scan_targets() if entry.name in SHIPPED)
 
 
 def test_jetson_tx2_profile_facts():
@@ -87,3 +90,34 @@ def test_triple_must_match_arch(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match="does not match arch"):
         load_target(str(path))
+
+
+def test_a_broken_user_profile_hides_no_shipped_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEKD_CONFIG_DIR", str(tmp_path / "config"))
+    data = yaml.safe_load((target_search_dirs()[1] / "host.yaml").read_text()) | {"name": "broken"}
+    data["threads"]["default"] = 0
+    (_user_targets() / "broken.yaml").write_text(yaml.safe_dump(data))
+    (_user_targets() / "garbled.yaml").write_text("name: [\n")
+    assert {profile.name for profile in list_targets()} == SHIPPED
+    entries = {entry.name: entry for entry in scan_targets()}
+    assert entries["broken"].profile is None and "threads.default=0" in entries["broken"].error
+    assert entries["garbled"].path == _user_targets() / "garbled.yaml" and "malformed" in entries["garbled"].error
+    assert load_target("jetson-tx2").name == "jetson-tx2"
+    with pytest.raises(ConfigError, match="threads.default=0"):
+        load_target("broken")
+
+
+def test_a_user_profile_without_roofline_loads_and_compiles(tmp_path, monkeypatch):
+    """``roofline`` is optional: a copy of the shipped host profile without it compiles a small net."""
+    from compile_helpers import small_net
+
+    monkeypatch.setenv("EDGEKD_CONFIG_DIR", str(tmp_path / "config"))
+    data = yaml.safe_load((target_search_dirs()[1] / "host.yaml").read_text()) | {"name": "host-no-roofline"}
+    del data["roofline"]
+    (_user_targets() / "host-no-roofline.yaml").write_text(yaml.safe_dump(data))
+    profile = load_target("host-no-roofline")
+    assert profile.roofline is None and profile.is_host
+    out = tmp_path / "artifact"
+    compile_model(small_net(), "host-no-roofline", out, CompileOptions(model_name="smallnet", onnx=False))
+    manifest = verify_artifact(out)
+    assert manifest.target.name == "host-no-roofline" and not manifest.tuned

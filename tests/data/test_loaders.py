@@ -29,14 +29,29 @@ def test_mini_npz_and_validation_split_is_disjoint(tmp_path, shared_data):
     assert images.shape == (50, 3, 32, 32) and abs(images.mean().item()) < 0.5  # normalised
 
 
+def _epoch_labels(loaders) -> list[int]:
+    return torch.cat([labels for _, labels in loaders.train]).tolist()
+
+
 def test_loader_order_is_seeded():
-    cfg = DataConfig(dataset="shapes", val_size=50, train_subset=200, test_subset=50, batch_size=20, workers=0)
-    first = [build_loaders(cfg, seed=3) for _ in range(2)]
-    torch.manual_seed(0)
-    a = next(iter(first[0].train))[1]
-    torch.manual_seed(0)
-    b = next(iter(first[1].train))[1]
-    assert torch.equal(a, b)
+    """The shuffle order comes from build_loaders' seed alone: the global torch RNG is deliberately put in a
+    different state before each epoch, and a different seed must give a different order."""
+    cfg = DataConfig(dataset="shapes", val_size=50, train_subset=200, test_subset=50, batch_size=20, workers=0,
+                     augment=False)
+    first, again, other = (build_loaders(cfg, seed=seed) for seed in (3, 3, 4))
+    torch.manual_seed(100)
+    a = _epoch_labels(first)
+    torch.manual_seed(200)
+    b = _epoch_labels(again)
+    torch.manual_seed(100)
+    c = _epoch_labels(other)
+    assert sorted(a) != a  # shuffled at all
+    assert a == b
+    assert a != c
+    second_epoch = _epoch_labels(first)
+    assert second_epoch != a  # each epoch draws a new permutation from the loader's own generator
+    torch.manual_seed(300)
+    assert _epoch_labels(again) == second_epoch
 
 
 def test_shapes_are_deterministic_and_balanced():

@@ -2,8 +2,7 @@
 power sensor. Everything is real except the sensor's hardware.
 
 Reusable fixtures:
-    user_key        session ed25519 user key (Path; ``.pub`` beside it)
-    sshd            session sshd on 127.0.0.1:<port> (boards.Sshd)
+    user_key, sshd  (tests/conftest.py) the session's ed25519 user key and loopback sshd
     fresh_sshd      a function-scoped sshd that a test may kill
     known_hosts     a pinned edgekd known_hosts file holding ``sshd``'s key
     x86_board       Device for ``sshd`` (target host, cache in tmp_path)
@@ -17,11 +16,11 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from boards import FakeSensor, Sshd, keygen
 from support import require
 
 from edgekd.config.devices import Device
 from edgekd.device import ssh
+from edgekd.testing.boards import FakeSensor, Sshd
 
 QEMU_PREFIX = ["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"]
 
@@ -35,19 +34,6 @@ def _isolate(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEKD_DEVICES", str(tmp_path / "config" / "devices.yaml"))
     monkeypatch.setenv("EDGEKD_RESULTS", str(tmp_path / "results.jsonl"))
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-
-
-@pytest.fixture(scope="session")
-def user_key(tmp_path_factory):
-    return keygen(tmp_path_factory.mktemp("userkey") / "id_ed25519")
-
-
-@pytest.fixture(scope="session")
-def sshd(tmp_path_factory, user_key):
-    require(shutil.os.path.exists("/usr/sbin/sshd") and shutil.which("ssh-keygen") is not None, "openssh-server")
-    server = Sshd(tmp_path_factory.mktemp("sshd"), user_key).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

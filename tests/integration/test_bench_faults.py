@@ -8,13 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from boards import cache_is_clean, stand_in_artifact
 
 from edgekd.cli import main
 from edgekd.config.devices import DeviceStore
 from edgekd.device import connect
 from edgekd.device.bench import BenchOptions, bench
 from edgekd.errors import DeviceError
+from edgekd.testing.boards import cache_is_clean, stand_in_artifact
 
 FAST = BenchOptions(runs=5, min_seconds=0.0, warmup_seconds=0.0, timeout_s=30)
 

@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
-from boards import cache_is_clean, stand_in_artifact
 
 from edgekd.compile.artifact import read_manifest
 from edgekd.device import cache, connect
 from edgekd.errors import DeviceError
+from edgekd.testing.boards import cache_is_clean, stand_in_artifact
 
 
 def _files(artifact: Path) -> dict[str, str]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from boards import stand_in_artifact
 
 from edgekd.config.target import PowerSensor
 from edgekd.device import connect
 from edgekd.device.bench import BenchOptions, bench
+from edgekd.testing.boards import stand_in_artifact
 
 
 def test_idle_running_power_and_energy(make_device, sshd, fake_sensor, tmp_path):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from boards import Sshd, keygen
 
 from edgekd.cli import main
 from edgekd.config.devices import DeviceStore
 from edgekd.device import connect
 from edgekd.device.ssh import Connection
 from edgekd.errors import DeviceError
+from edgekd.testing.boards import Sshd, keygen
 
 
 def test_run_quotes_every_word(x86_board):
@@ -56,7 +56,7 @@ def test_authentication_failure(make_device, sshd, tmp_path):
 
 
 def test_unreachable(make_device, sshd):
-    from boards import free_port
+    from edgekd.testing.boards import free_port
 
     device = make_device(sshd, "gone", port=free_port())
     with pytest.raises(DeviceError, match="cannot reach"):

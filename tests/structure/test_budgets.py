@@ -8,15 +8,17 @@ import torch
 from edgekd.config.recipe import BlockBudget, StructureConfig
 from edgekd.errors import ConfigError
 from edgekd.models import create_model
-from edgekd.structure.budgets import BudgetController
+from edgekd.structure.controller import BudgetController
+from edgekd.structure.costs import FlopCost, ParamCost
 from edgekd.structure.groups import trace_groups
 
 S3 = ["features.4", "features.5", "features.6"]
+MODELS = {"flops": FlopCost(), "params": ParamCost()}
 
 
 def _controller(blocks, **kwargs):
     graph = trace_groups(create_model("mobilenetv2_cifar", width_mult=0.5))
-    return BudgetController(graph, StructureConfig(blocks=blocks, **kwargs))
+    return BudgetController(graph, StructureConfig(blocks=blocks, **kwargs), MODELS)
 
 
 def test_fraction_resolves_against_the_dense_block_and_ownership_rule():
@@ -24,13 +26,13 @@ def test_fraction_resolves_against_the_dense_block_and_ownership_rule():
                               BlockBudget(name="s4", modules=["features.7"], frozen=True)])
     state = controller.states["s3"]
     assert state.budget["flops"] == pytest.approx(0.5 * state.dense["flops"])
-    graph = controller.graph
+    graph, owner = controller.graph, controller.ownership
     residual = graph.groups[graph.op("features.5.conv.2").out_segments[0].group]
-    assert residual.block == "s3" and residual.learnable  # first producer: features.4's projection
+    assert owner.block_of(residual) == "s3" and owner.learnable(residual)  # first producer: features.4's projection
     expansion = graph.groups[graph.op("features.7.conv.0.0").out_segments[0].group]
-    assert expansion.frozen  # written by a frozen block
+    assert not owner.learnable(expansion) and expansion.prunable  # written by a frozen block
     stem = graph.groups[graph.op("features.0.0").out_segments[0].group]
-    assert stem.frozen and stem.block is None  # uncovered, default: frozen
+    assert not owner.learnable(stem) and owner.block_of(stem) is None  # uncovered, default: frozen
 
 
 @pytest.mark.parametrize(("block", "message"), [
@@ -53,7 +55,7 @@ def test_global_budget_is_one_block_over_everything():
     from edgekd.config.recipe import GlobalBudget
 
     graph = trace_groups(create_model("resnet20_cifar"))
-    controller = BudgetController(graph, StructureConfig(global_budget=GlobalBudget(flops=0.5)))
+    controller = BudgetController(graph, StructureConfig(global_budget=GlobalBudget(flops=0.5)), MODELS)
     assert list(controller.states) == ["global"]
     state = controller.states["global"]
     assert state.budget["flops"] == pytest.approx(0.5 * state.dense["flops"])

@@ -1,5 +1,5 @@
 """MorphNet costs: dense and pruned FLOPs / weights equal torch's counts; regularizer gradients match the
-formulas; the roofline latency model shares the interface."""
+formulas; the roofline prior shares the interface."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import torch
 
 from edgekd.models import create_model
 from edgekd.models.counting import count_model, torch_flop_count
-from edgekd.structure.costs import FlopCost, LatencyCost, ParamCost, Roofline, dense_masks, network_cost, op_terms
-from edgekd.structure.groups import trace_groups
+from edgekd.structure.costs import FlopCost, ParamCost, Roofline, RooflineCost, network_cost, op_terms
+from edgekd.structure.groups import dense_masks, trace_groups
 from edgekd.structure.prune import final_masks, prune_model
-from tests.structure.conftest import kill_channels, randomise_bn
+from edgekd.testing.models import kill_channels, randomise_bn
 from tests.structure.test_groups import ConcatNet
 
 MODELS = [("mobilenetv2_cifar", {"width_mult": 0.5}), ("resnet56_cifar", {}), ("vgg16_bn_cifar", {})]
@@ -35,7 +35,7 @@ def test_pruned_cost_equals_flop_counter_and_weight_count(name, kwargs):
 
 
 def test_concat_pruned_cost_matches():
-    model = randomise_bn(ConcatNet(), shape=(3, 8, 8))
+    model = randomise_bn(ConcatNet(), image_shape=(3, 8, 8))
     graph = trace_groups(model, (1, 3, 8, 8))
     kill_channels(graph, 0.5, seed=3)
     masks = final_masks(graph, 1e-2)
@@ -67,10 +67,10 @@ def test_regularizer_gradient_is_the_bilinear_formula():
     assert torch.allclose(r[out.group].grad[:4], torch.full((4,), coef * 32.0))  # ∂/∂r_out = C·A_in
 
 
-def test_latency_roofline_has_the_same_interface_and_picks_the_bound():
+def test_roofline_has_the_same_interface_and_picks_the_bound():
     graph = trace_groups(create_model("mobilenetv2_cifar", width_mult=0.5))
-    compute_bound = LatencyCost(Roofline(peak_flops=1e9, bandwidth=1e15))
-    memory_bound = LatencyCost(Roofline(peak_flops=1e15, bandwidth=1e9))
+    compute_bound = RooflineCost(Roofline(peak_flops=1e9, bandwidth=1e15))
+    memory_bound = RooflineCost(Roofline(peak_flops=1e15, bandwidth=1e9))
     dense = dense_masks(graph)
     flops = network_cost(graph, FlopCost(), dense)
     assert network_cost(graph, compute_bound, dense) == pytest.approx(flops / 1e9)

@@ -13,9 +13,9 @@ from edgekd.data import build_loaders
 from edgekd.learn.distill import CrossEntropyObjective, DistillationObjective
 from edgekd.learn.engine import Trainer, seed_everything
 from edgekd.models import create_model
-from edgekd.pipeline.compress import block_report
+from edgekd.structure.costs import FlopCost, ParamCost
 from edgekd.structure.learner import StructureLearner, no_weight_decay
-from edgekd.structure.prune import final_masks
+from edgekd.structure.report import block_report
 
 
 @pytest.mark.slow
@@ -34,13 +34,13 @@ def test_block_budgets_are_met_within_5_percent(shared_data, tmp_path):
         BlockBudget(name="s4", modules=["features.7", "features.8", "features.9", "features.10"], flops=0.5),
         BlockBudget(name="s5", modules=["features.11", "features.12", "features.13"], flops=0.7),
     ], lambda_rate=1.0, update_every=5, threshold=0.01)
-    learner = StructureLearner(student, structure)
+    learner = StructureLearner(student, structure, cost_models={"flops": FlopCost(), "params": ParamCost()})
     objective = learner.objective(DistillationObjective(teacher.eval(), DistillConfig(), student,
                                                         torch.zeros(1, 3, 32, 32)))
     learn = cfg.model_copy(update={"lr": 0.02, "epochs": 2, "max_steps_per_epoch": 60})
     Trainer(student, loaders, learn, tmp_path / "learn", objective=objective, callbacks=[learner.callback],
             no_weight_decay=no_weight_decay).fit()
-    masks = final_masks(learner.graph, structure.threshold)  # the one τ; no per-block search
+    masks = learner.final_masks()  # the one τ; no per-block search
     rows = {row["name"]: row for row in block_report(learner.controller, masks)}
     assert len(learner.callback.log) == 2 and "block/s4/flops" in learner.callback.log[0]
     for name, fraction in (("s3", 1.0), ("s4", 0.5), ("s5", 0.7)):

@@ -14,7 +14,7 @@ from edgekd.models.io import ModelArch, load_model, save_model
 from edgekd.models.layers import BorderCorrectedConv2d
 from edgekd.structure.groups import trace_groups
 from edgekd.structure.prune import final_masks, masked_copy, prune_model, save_arch_spec
-from tests.structure.conftest import kill_channels, randomise_bn
+from edgekd.testing.models import kill_channels, randomise_bn
 
 
 def _setup(name, **kwargs):
@@ -141,7 +141,7 @@ def test_round_to_and_at_least_one_channel():
     for group, mask in zip(graph.groups, masks, strict=True):
         kept = int(mask.sum())
         assert kept >= 1
-        if group.learnable:
+        if group.prunable:
             assert kept % 8 == 0 or kept == group.size
 
 

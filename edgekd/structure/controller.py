@@ -1,0 +1,214 @@
+"""The per-step budget controller of structure learning.
+
+Inputs: a traced :class:`ChannelGraph`, the recipe's ``structure`` section and the cost models to optimise
+(a mapping kind → :class:`CostModel`, handed in by the caller — the pipeline builds FLOPs and params). It
+assembles the pieces, each readable alone:
+
+* block ownership — :func:`~edgekd.structure.ownership.assign_blocks`, a mapping this controller owns (the
+  graph is not modified, so controllers with different blocks can share one graph);
+* per-block budget state — :func:`~edgekd.structure.budgets.resolve_budgets`;
+* the λ_b policy — :class:`~edgekd.structure.policy.LambdaPolicy`;
+* γ edits — :mod:`edgekd.structure.gammas`;
+* reporting — :mod:`edgekd.structure.report` (reads the controller, changes nothing).
+
+After every optimizer step (:meth:`BudgetController.step`):
+
+1. a proximal step of lr·Σ_b λ_b·R̃_b on the γ's of learnable groups that are not held;
+2. held groups are put back to their masks;
+3. each block's alive cost is measured (one threshold τ for the whole network); a block within budget is
+   *met*: λ_b = 0, the channels that died in that very step are revived (largest |γ| first) while the block
+   stays within budget, and from then on its groups, and the groups its ops read, are held — dead channels
+   keep γ = 0, alive ones keep max |γ| ≥ 1.02·τ (so pruning upstream cannot move a block that is done);
+4. blocks still above budget get λ_b updated when the policy says so.
+
+The controller's state (λ's, met steps, held masks, step count) goes into the trainer checkpoint through
+:class:`~edgekd.structure.learner.BudgetCallback` (:meth:`state_dict` / :meth:`load_state_dict`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from edgekd.structure import gammas
+from edgekd.structure.budgets import BlockBudgetState, check_cost_models, resolve_blocks, resolve_budgets
+from edgekd.structure.costs import CostModel, block_costs, block_regularizers
+from edgekd.structure.groups import ChannelGraph
+from edgekd.structure.ownership import BlockOwnership, assign_blocks
+from edgekd.structure.policy import LambdaPolicy
+
+__all__ = ["BudgetController"]
+
+_HOLD_MARGIN = 1.02  # alive channels of a held block keep max |γ| ≥ τ·margin
+
+
+class BudgetController:
+    """Budgets, λ_b and held masks of one structure-learning run (see the module docstring).
+
+    ``cost_models`` maps each cost kind to the model that measures it; it must cover every kind the
+    recipe asks for (``structure.cost``, every block budget) — otherwise a one-line ConfigError — and every
+    model in it is measured and reported per block.
+    """
+
+    def __init__(self, graph: ChannelGraph, structure, cost_models: Mapping[str, CostModel]) -> None:
+        check_cost_models(structure, cost_models)
+        self.graph, self.structure = graph, structure
+        self.cost_models: dict[str, CostModel] = dict(cost_models)
+        self.threshold = float(structure.threshold)
+        self.policy = LambdaPolicy.from_structure(structure)
+        self.blocks_cfg = resolve_blocks(structure)
+        self.ownership: BlockOwnership = assign_blocks(graph, self.blocks_cfg, structure.default)
+        self.states: dict[str, BlockBudgetState] = resolve_budgets(graph, self.ownership, self.blocks_cfg,
+                                                                   self.cost_models)
+        self.prev_alive = self.alive_masks()
+        self.held: dict[int, torch.Tensor] = {}  # group id → the alive mask it is held at
+        self.step_count = 0
+
+    @property
+    def charged(self) -> dict[str, list[str]]:
+        """Block → the op names charged to it."""
+        return self.ownership.charged
+
+    def init_lambdas(self) -> None:
+        """λ_b from the policy and each block's initial normalised regularizer."""
+        regs = self.normalised_regularizers()
+        for name, state in self.states.items():
+            if state.frozen:
+                continue
+            value = regs.get(name, 0.0)
+            value = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+            state.lam = self.policy.initial(value, state.controlled)
+
+    # ------------------------------------------------------------------ measurement
+    def alive_masks(self) -> list[torch.Tensor]:
+        """Per group r > τ under this controller's ownership (groups it freezes are whole)."""
+        return self.ownership.alive_masks(self.graph, self.threshold)
+
+    def costs(self, alive: list[torch.Tensor] | None = None) -> dict[str, dict[str, float]]:
+        """block → {kind: alive cost} for every cost model handed in."""
+        alive = alive if alive is not None else self.alive_masks()
+        per_kind = {k: block_costs(self.graph, m, alive, self.ownership) for k, m in self.cost_models.items()}
+        return {name: {k: per_kind[k].get(name, 0.0) for k in self.cost_models} for name in self.states}
+
+    def regularised_kinds(self, state: BlockBudgetState) -> list[str]:
+        """The kinds a block's regularizer sums: its budget kinds, or ``structure.cost`` without a budget."""
+        return list(state.budget) or [self.structure.cost]
+
+    def normalised_regularizers(self, r: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """R̃_b = Σ over the block's regularised kinds of R_kind / dense_kind (differentiable in ``r``)."""
+        alive = self.alive_masks()
+        r = r if r is not None else self.ownership.saliencies(self.graph)
+        wanted = {name: self.regularised_kinds(s) for name, s in self.states.items() if not s.frozen}
+        kinds = list(dict.fromkeys(k for ks in wanted.values() for k in ks))
+        regs = {k: block_regularizers(self.graph, self.cost_models[k], alive, r, self.ownership) for k in kinds}
+        out: dict[str, torch.Tensor] = {}
+        for name, block_kinds in wanted.items():
+            for kind in block_kinds:
+                dense = self.states[name].dense.get(kind, 0.0)
+                value = regs[kind].get(name)
+                if value is not None and dense > 0:
+                    out[name] = out.get(name, 0.0) + value / dense
+        return out
+
+    def penalty(self, r: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Σ_b λ_b·R̃_b — the structure term of the loss."""
+        total = torch.zeros(())
+        for name, value in self.normalised_regularizers(r).items():
+            lam = self.states[name].lam
+            if lam > 0 and isinstance(value, torch.Tensor):
+                total = total.to(value.device) + lam * value
+        return total
+
+    # ------------------------------------------------------------------ γ updates
+    @torch.no_grad()
+    def prox_step(self, lr: float) -> None:
+        """One proximal step of lr·Σ_b λ_b·R̃_b on the γ's: soft-threshold every member of group channel c
+        by lr·∂(Σ λ_b R̃_b)/∂r_c. (A subgradient step instead makes γ oscillate around 0 with amplitude
+        lr·λ·∂R/∂r, which exceeds τ once λ_b has grown, so no channel would ever cross one fixed τ.)"""
+        active = [g for g in self.graph.groups if self.ownership.learnable(g) and g.id not in self.held]
+        if not active:
+            return
+        ids = {g.id for g in active}
+        leaves = [r.detach().clone().requires_grad_(g.id in ids)
+                  for g, r in zip(self.graph.groups, self.ownership.saliencies(self.graph), strict=True)]
+        with torch.enable_grad():
+            total = self.penalty(leaves)
+            if not total.requires_grad:
+                return
+            grads = torch.autograd.grad(total, [leaves[g.id] for g in active], allow_unused=True)
+        for group, grad in zip(active, grads, strict=True):
+            if grad is not None:
+                gammas.soft_threshold(group, (lr * grad).clamp_min(0))
+
+    @torch.no_grad()
+    def step(self, lr: float) -> dict[str, dict[str, float]]:
+        """Call after each optimizer step (``lr``: its learning rate): proximal step on the γ's, hold met
+        blocks, detect newly met ones, adapt λ's. Returns block → {kind: alive cost}."""
+        self.step_count += 1
+        self.prox_step(lr)
+        self._apply_holds()
+        alive = self.alive_masks()
+        costs = self.costs(alive)
+        for name, state in self.states.items():
+            if state.frozen or not state.controlled or state.met:
+                continue
+            ratio = state.ratio(costs[name])
+            if self.policy.met(ratio):
+                self._meet(name, alive)
+                alive = self.alive_masks()
+                costs = self.costs(alive)
+            elif self.policy.due(self.step_count):
+                state.lam = self.policy.updated(state.lam, ratio)
+        self.prev_alive = alive
+        return costs
+
+    def _meet(self, name: str, alive: list[torch.Tensor]) -> None:
+        state = self.states[name]
+        state.met, state.met_step, state.lam = True, self.step_count, 0.0
+        self._revive_overshoot(name, alive)
+        groups, ownership = self.graph.groups, self.ownership
+        own = {g.id for g in ownership.groups_of(self.graph, name) if ownership.learnable(g)}
+        read = {s.group for op in ownership.ops_of(self.graph, name) for s in op.in_segments + op.out_segments}
+        alive = self.alive_masks()
+        for gid in own | {g for g in read if ownership.learnable(groups[g])}:
+            self.held.setdefault(gid, alive[gid].clone())
+        self._apply_holds()
+
+    def _revive_overshoot(self, name: str, alive: list[torch.Tensor]) -> None:
+        """Channels that died in the crossing step come back, largest |γ| first, while within budget."""
+        state = self.states[name]
+        candidates = []
+        for group in self.ownership.groups_of(self.graph, name):
+            if not self.ownership.learnable(group):
+                continue
+            died = self.prev_alive[group.id] & ~alive[group.id]
+            r = group.saliency().detach().cpu()
+            candidates += [(float(r[c]), group.id, int(c)) for c in torch.nonzero(died).flatten()]
+        for _, gid, channel in sorted(candidates, reverse=True):
+            trial = [a.clone() for a in alive]
+            trial[gid][channel] = True
+            if state.ratio(self.costs(trial)[name]) > 1.0:
+                break
+            alive = trial
+            gammas.raise_channel(self.graph.groups[gid], channel, self.threshold * _HOLD_MARGIN)
+
+    def _apply_holds(self) -> None:
+        for gid, mask in self.held.items():
+            gammas.hold(self.graph.groups[gid], mask, self.threshold * _HOLD_MARGIN)
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Any]:
+        return {"states": {n: s.to_dict() for n, s in self.states.items()},
+                "held": {g: m.clone() for g, m in self.held.items()},
+                "step_count": self.step_count, "prev_alive": [a.clone() for a in self.prev_alive]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, saved in state["states"].items():
+            if name in self.states:
+                target = self.states[name]
+                target.lam, target.met, target.met_step = saved["lambda"], saved["met"], saved["met_step"]
+        self.held = {int(g): m.clone() for g, m in state["held"].items()}
+        self.step_count = int(state["step_count"])
+        self.prev_alive = [a.clone() for a in state["prev_alive"]]

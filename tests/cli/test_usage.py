@@ -1,0 +1,48 @@
+"""A mistyped command or option prints the usage and the error and exits 2: no traceback (issue 8)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgekd.cli import main
+
+TYPOS = {
+    "command": (["trian"], "No such command 'trian'"),
+    "option": (["train", "--recipee", "x"], "No such option: --recipee"),
+    "sub-command": (["recipes", "lst"], "No such command 'lst'"),
+    "missing option value": (["train", "--recipe"], "requires an argument"),
+    "bad option value": (["bench", "art", "--repeat", "zero"], "Invalid value for '--repeat'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TYPOS))
+def test_usage_error_exits_2_with_usage(case, capsys):
+    argv, message = TYPOS[case]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert "Usage: edgekd" in captured.err and message in captured.err, captured.err
+    assert "Traceback" not in captured.err and captured.out == ""
+
+
+def test_help_exits_0_on_stdout(capsys):
+    assert main(["--help"]) == 0
+    assert "Usage: edgekd" in capsys.readouterr().out
+
+
+def _console_script() -> Path:
+    script = Path(sys.executable).with_name("edgekd")
+    if not script.exists():
+        pytest.skip(f"no console script beside {sys.executable} (edgekd not installed in this environment)")
+    return script
+
+
+@pytest.mark.parametrize("argv", [["trian"], ["train", "--recipee", "x"]], ids=["command", "option"])
+def test_console_script_typo_is_a_usage_message(argv):
+    done = subprocess.run([str(_console_script()), *argv], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "usage" in done.stderr.lower() and "Traceback" not in done.stderr, done.stderr
+    assert done.stdout == ""
