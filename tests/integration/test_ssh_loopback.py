@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from edgekd.cli import main
@@ -26,10 +28,12 @@ def test_nonzero_exit_is_returned_not_raised(x86_board):
 
 
 def test_timeout_kills_on_the_board(x86_board):
+    duration = f"{30 + os.getpid() % 1000 / 1000:.3f}"  # a command line no other process on this machine has
     with connect(x86_board) as conn:
-        result = conn.run(["sleep", "30"], timeout=0.5)
+        result = conn.run(["sleep", duration], timeout=0.5)
         assert result.timed_out and result.seconds < 5
-        assert "sleep 30" not in conn.run(["ps", "-eo", "args"]).stdout
+        alive = conn.run(["ps", "-eo", "args"]).stdout.splitlines()
+        assert f"sleep {duration}" not in [line.strip() for line in alive]
 
 
 def test_unknown_host_key_refused(make_device, sshd, tmp_path):
