@@ -21,12 +21,15 @@ from edgekd.config.devices import Device
 from edgekd.config.recipe import Recipe, RecipeEntry, list_recipes, load_recipe, scan_recipes
 from edgekd.config.target import TargetEntry, TargetProfile, list_targets, load_target, scan_targets
 from edgekd.device.bench import BenchOptions, BenchResult
+from edgekd.device.lock import board_lock
 from edgekd.device.manage import (
+    CacheVerify,
     DeviceProbe,
     DeviceSetup,
     HostKey,
     StoredDevice,
     add_device,
+    clean_device_cache,
     fetch_host_key,
     get_device,
     list_devices,
@@ -34,6 +37,7 @@ from edgekd.device.manage import (
     remove_device,
     setup_device,
     trust_host_key,
+    verify_device_cache,
 )
 from edgekd.models.counting import format_count
 from edgekd.pipeline.bench import bench
@@ -47,4 +51,6 @@ __all__ = [
     "fetch_host_key", "format_count", "get_device", "list_devices", "list_recipes", "list_targets", "load_recipe",
     "load_target", "load_teacher", "probe_device", "remove_device", "scan_recipes", "scan_targets", "setup_device",
     "train", "trust_host_key",
+    "CacheVerify", "clean_device_cache", "verify_device_cache",
+    "board_lock",
 ]

@@ -72,3 +72,29 @@ def sshd(tmp_path_factory, user_key):
     server = Sshd(tmp_path_factory.mktemp("sshd"), user_key).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def warm_tuning(tmp_path_factory):
+    """The session's one real MetaSchedule run: :func:`edgekd.testing.models.small_net` tuned with 8 trials for
+    a private copy of the host profile (a YAML path, so any test's config directory finds it). Its database
+    lives in the user cache, as a user's would, and is removed at the end; later tests compile or profile
+    against this warm database instead of tuning again. Yields ``(profile_path, first_artifact)``."""
+    import shutil
+    import uuid
+
+    import yaml
+
+    from edgekd.compile import CompileOptions, compile_model
+    from edgekd.compile.tuning import database_dir
+    from edgekd.paths import shipped_dir
+    from edgekd.testing.models import small_net
+
+    name = f"host-test-{uuid.uuid4().hex[:8]}"
+    profile = tmp_path_factory.mktemp("warm-tuning") / f"{name}.yaml"
+    host = yaml.safe_load((shipped_dir("targets") / "host.yaml").read_text())
+    profile.write_text(yaml.safe_dump(host | {"name": name}))
+    artifact = compile_model(small_net(), str(profile), profile.parent / "first",
+                             CompileOptions(tune_trials=8, onnx=False, runner=False))
+    yield profile, artifact
+    shutil.rmtree(database_dir(name), ignore_errors=True)

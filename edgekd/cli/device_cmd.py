@@ -1,4 +1,4 @@
-"""``edgekd device add|list|probe|trust|setup|remove`` and ``edgekd bench``: parse, call the API, render.
+"""``edgekd device add|list|probe|trust|setup|remove|verify|clean`` and ``edgekd bench``: parse, call the API, render.
 
 Listings (``list``, ``probe``) go to stdout (a table, or with ``--json`` exactly one JSON document); the
 summaries of actions go to stderr (see :mod:`edgekd.cli.common`).
@@ -69,16 +69,24 @@ def trust(
     yes: bool = typer.Option(False, "--yes", help="Record without asking."),
     expect: str | None = typer.Option(None, "--expect", help="Record only if the fingerprint is this SHA256:..."),
 ) -> None:
-    """Show the board's host-key fingerprint and record it in edgekd's known_hosts."""
+    """Show the board's host-key fingerprint and record it in edgekd's known_hosts.
+
+    Behind ProxyJump hosts each host of the chain is shown and recorded, jump hosts first (``--expect`` is
+    the board's fingerprint; jump hosts are confirmed unless ``--yes``).
+    """
     from edgekd import api
 
     host_key = api.fetch_host_key(name)
-    # stdout: the key is what the user is asked about (the prompt below is on stdout too)
-    print_text(f"{host_key.address} presents {host_key.key_type} key {host_key.fingerprint}")
-    if not (yes or expect) and not typer.confirm("Trust this key?", default=False):
-        raise DeviceError(f"host key for {name} not trusted")
-    path = api.trust_host_key(host_key, expect=expect)
-    console.print(f"recorded in {path}")
+    while host_key is not None:
+        what = f" (jump host {host_key.host} on the way to {name})" if host_key.jump else ""
+        # stdout: the key is what the user is asked about (the prompt below is on stdout too)
+        print_text(f"{host_key.address} presents {host_key.key_type} key {host_key.fingerprint}{what}")
+        board_expect = None if host_key.jump else expect
+        if not (yes or board_expect) and not typer.confirm("Trust this key?", default=False):
+            raise DeviceError(f"host key for {host_key.host if host_key.jump else name} not trusted")
+        path = api.trust_host_key(host_key, expect=board_expect)
+        console.print(f"recorded in {path}")
+        host_key = host_key.fetch_next()
 
 
 @device_app.command("probe")
@@ -124,6 +132,33 @@ def setup(name: str, as_json: bool = JsonOpt) -> None:
     _render_probe(done.probe, as_json=False)
 
 
+@device_app.command("verify")
+def verify(name: str, as_json: bool = JsonOpt) -> None:
+    """Hash every file in the board's cache and drop bad ones (exit code 1 when some were bad)."""
+    from edgekd import api
+
+    found = api.verify_device_cache(name)
+    if as_json:
+        emit_json(found.to_dict())
+    elif found.bad:
+        console.print(f"{name}: {len(found.bad)} of {found.checked} cached files in {found.cache_dir} were corrupt "
+                      f"and are removed (the next bench uploads them again): {', '.join(found.bad)}")
+    else:
+        console.print(f"{name}: all {found.checked} cached files in {found.cache_dir} match their sha256 "
+                      f"({found.bytes_checked} B in {found.seconds:.1f} s)")
+    if found.bad:
+        raise typer.Exit(1)
+
+
+@device_app.command("clean")
+def clean(name: str) -> None:
+    """Remove the board's cache directory (the next bench uploads everything again)."""
+    from edgekd import api
+
+    removed = api.clean_device_cache(name)
+    console.print(f"{name}: cache removed" if removed else f"{name}: no cache to remove")
+
+
 def bench_cmd(
     artifact: Path = typer.Argument(..., help="Artifact directory from `edgekd compile`."),
     device: str = typer.Option("local", "--device", "-d", help="Device name (`local` = this host, no SSH)."),
@@ -139,14 +174,19 @@ def bench_cmd(
     idle_seconds: float = typer.Option(1.0, "--idle-seconds", min=0.0, help="Idle power window before the run."),
     results: Path | None = typer.Option(None, "--results", help="Results store (default $EDGEKD_RESULTS)."),
     store: bool = typer.Option(True, "--store/--no-store", help="Append rows to the results store."),
+    lock_timeout: float = typer.Option(3600.0, "--lock-timeout", min=0.0,
+                                       help="Seconds to wait while another bench holds the board; then fail."),
 ) -> None:
-    """Push an artifact to a device, run it, compare with PyTorch and record the measurement."""
+    """Push an artifact to a device, run it, compare with PyTorch and record the measurement.
+
+    One bench at a time runs on a board (a run lock in its cache directory, shared by every host): a second
+    one says on stderr whom it waits for, and fails after ``--lock-timeout`` seconds."""
     from edgekd import api
 
     options = api.BenchOptions(
         threads=threads, affinity=[int(c) for c in affinity.split(",")] if affinity else None, runs=runs,
         min_seconds=min_seconds, warmup_seconds=warmup_seconds, repeat=repeat, cooldown_s=cooldown,
-        timeout_s=timeout, idle_seconds=idle_seconds,
+        timeout_s=timeout, idle_seconds=idle_seconds, lock_timeout_s=lock_timeout,
     )
     measured = api.bench(artifact, device=device, options=options, results=results, store=store)
     docs = [r.to_json() for r in measured]

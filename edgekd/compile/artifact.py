@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -25,7 +27,7 @@ from edgekd.errors import CheckpointError
 
 __all__ = [
     "SCHEMA_VERSION", "MANIFEST_NAME", "Manifest", "ModelInfo", "TargetInfo", "TensorInfo", "TuningInfo",
-    "staging_dir", "hash_files", "read_manifest", "verify_artifact", "utc_now",
+    "staging_dir", "hash_files", "check_name", "read_manifest", "verify_artifact", "utc_now",
 ]
 
 SCHEMA_VERSION = 1
@@ -129,11 +131,49 @@ def write_manifest(directory: Path, manifest: Manifest) -> Manifest:
     return manifest
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def check_name(name: object) -> str | None:
+    """Why ``name`` is not a safe relative file name inside an artifact (None = it is).
+
+    Safe: a non-empty relative POSIX path, already normalised (no ``.``/``..``/empty components), without
+    backslashes, NUL or other control characters.
+    """
+    if not isinstance(name, str) or not name:
+        return "empty or not a string"
+    if any(ord(c) < 32 or c == "\x7f" for c in name) or "\\" in name:
+        return "control character or backslash"
+    if name.startswith("/"):
+        return "absolute"
+    if posixpath.normpath(name) != name or any(part in ("", ".", "..") for part in name.split("/")):
+        return "not a normalised relative path (no '.', '..' or empty components)"
+    return None
+
+
+def _check_names(artifact: Path, path: Path, manifest: Manifest) -> None:
+    """Every file name the manifest uses is safe and stays inside the artifact (symlinks included)."""
+    names = [manifest.library, manifest.input.file, manifest.output.file, *manifest.runtime_libs,
+             *([manifest.runner] if manifest.runner else []), *([manifest.onnx] if manifest.onnx else []),
+             *manifest.files]
+    root = artifact.resolve()
+    for name in names:
+        problem = check_name(name)
+        if problem is None and root not in (root / name).resolve().parents:
+            problem = "resolves outside the artifact (symlink?)"
+        if problem:
+            raise CheckpointError(f"{path}: file name {name!r} refused ({problem}); not a trustworthy manifest")
+    for name, sha in manifest.files.items():
+        if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+            raise CheckpointError(f"{path}: {name!r} has no valid sha256 ({sha!r}); not a trustworthy manifest")
+
+
 def read_manifest(artifact: str | Path) -> Manifest:
-    """Parse ``<artifact>/manifest.json``.
+    """Parse ``<artifact>/manifest.json`` and check its file names (:func:`check_name`, inside the artifact)
+    and sha256 values, so that no consumer reads or writes outside the artifact through it.
 
     Raises:
-        CheckpointError: missing, unreadable, or not a manifest of this schema version.
+        CheckpointError: missing, unreadable, not a manifest of this schema version, or an unsafe name.
     """
     path = Path(artifact) / MANIFEST_NAME
     if not path.is_file():
@@ -144,9 +184,11 @@ def read_manifest(artifact: str | Path) -> Manifest:
             raise CheckpointError(
                 f"{path}: schema_version={data.get('schema_version')!r}: expected {SCHEMA_VERSION}; recompile"
             )
-        return Manifest.model_validate(data)
+        manifest = Manifest.model_validate(data)
     except (json.JSONDecodeError, ValidationError, AttributeError) as err:
         raise CheckpointError(f"{path}: not a valid manifest ({type(err).__name__}); recompile") from None
+    _check_names(Path(artifact), path, manifest)
+    return manifest
 
 
 def verify_artifact(artifact: str | Path) -> Manifest:

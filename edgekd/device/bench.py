@@ -15,8 +15,10 @@ import hashlib
 import json
 import platform
 import posixpath
+import signal
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +27,7 @@ import numpy as np
 
 from edgekd.config.devices import Device
 from edgekd.device import cache
+from edgekd.device.lock import board_lock
 from edgekd.device.probe import ProbeResult, check_fits, probe
 from edgekd.device.sensors import PowerReport, Sampler, sensor_spec, summarize
 from edgekd.errors import ConfigError, DeviceError
@@ -46,6 +49,8 @@ class BenchOptions:
     idle_seconds: float = 1.0
     sample_period_s: float = 0.05
     power: bool = True
+    #: seconds to wait while another session holds the board's run lock (``None``: as long as it takes)
+    lock_timeout_s: float | None = 3600.0
 
 
 @dataclass
@@ -169,7 +174,8 @@ def _profile(device: Device, manifest):
     return None
 
 
-def bench(conn, device: Device, artifact: str | Path, options: BenchOptions | None = None) -> list[BenchResult]:
+def bench(conn, device: Device, artifact: str | Path, options: BenchOptions | None = None, *,
+          on_result: Callable[[BenchResult], None] | None = None) -> list[BenchResult]:
     """Measure ``artifact`` on ``device`` ``options.repeat`` times.
 
     Args:
@@ -177,53 +183,77 @@ def bench(conn, device: Device, artifact: str | Path, options: BenchOptions | No
         device: the device entry (exec prefix, cache dir, emulated flag, sensors).
         artifact: artifact directory written by ``edgekd compile``.
         options: runner and measurement settings.
+        on_result: called with each BenchResult as soon as it is measured (before the next repeat), so a
+            caller can store repeats 1..k-1 even when repeat k fails.
 
     Returns:
         One BenchResult per repeat.
 
     Raises:
-        DeviceError: board unreachable/untrusted, architecture or glibc mismatch (before any upload),
-            unwritable cache, upload failure, runner crash or timeout, invalid runner output.
-        CheckpointError: not an artifact.
+        DeviceError: board unreachable/untrusted, architecture or glibc mismatch (before any upload), board
+            busy past ``options.lock_timeout_s`` (another session holds its run lock, see
+            :func:`edgekd.device.lock.board_lock`), unwritable cache, upload failure, runner crash or timeout,
+            invalid runner output.
+        CheckpointError: not an artifact, a file name in its manifest that is unsafe (absolute, ``..``,
+            a symlink out of it), or a file that does not match its sha256 (checked before any upload).
     """
-    from edgekd.compile.artifact import read_manifest
+    from edgekd.compile.artifact import verify_artifact
 
     started = time.perf_counter()
     options = options or BenchOptions()
     artifact = Path(artifact)
-    manifest = read_manifest(artifact)
+    manifest = verify_artifact(artifact)
     if not manifest.runner:
         raise DeviceError(f"{artifact}: the artifact has no runner (compiled without one); recompile with the runner")
     profile = _profile(device, manifest)
     sensors = list(device.sensors or (profile.power_sensors if profile else []))
     facts = probe(conn, cache_dir=device.cache_dir, sensor_specs=[sensor_spec(s) for s in sensors],
                   emulated=device.emulated)
+    # an upper bound (blobs already cached are not sent again), checked before anything moves
+    upload_bytes = sum((Path(artifact) / name).stat().st_size for name in manifest.files)
     check_fits(facts, device=device.name, target=manifest.target.name, arch=manifest.target.arch,
-               glibc_floor=manifest.target.glibc_floor)
-    report = cache.push(conn, artifact, dict(manifest.files), device.cache_dir)
-    threads = options.threads or (profile.threads.default if profile else 1)
-    affinity = options.affinity if options.affinity is not None else (
-        list(profile.threads.affinity) if profile and profile.threads.affinity else [])
-    live = [s for s in sensors if _present(s, facts)] if options.power else []
-    results = []
-    for index in range(options.repeat):
-        if index and options.cooldown_s > 0:
-            time.sleep(options.cooldown_s)
-        runner, output, wall, power = _run_once(conn, device, manifest, report.stage_dir, options, threads,
-                                                affinity, live)
-        diff, top1 = compare(output, np.fromfile(artifact / manifest.output.file, dtype=np.float32),
-                             manifest.output.shape)
-        results.append(BenchResult(
-            device=device.name, target=manifest.target.name, arch=facts.arch, emulated=facts.emulated,
-            runner=runner, max_abs_diff=diff, top1_agree=top1, threads=threads,
-            affinity=list(runner.get("affinity") or affinity), probe=facts, push=report, power=power,
-            model=manifest.model.name, artifact=str(artifact.resolve()),
-            manifest_sha256=hashlib.sha256((artifact / "manifest.json").read_bytes()).hexdigest(),
-            versions=dict(manifest.versions), timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
-            repeat_index=index, runner_wall_s=wall, bench_wall_s=time.perf_counter() - started,
-        ))
-        started = time.perf_counter()  # later repeats: their own wall time
+               glibc_floor=manifest.target.glibc_floor, upload_bytes=upload_bytes)
+    # one session at a time on the board: another bench's load would be timed (and powered) as ours
+    with board_lock(conn, device, what=f"bench {manifest.model.name}", timeout=options.lock_timeout_s):
+        _sweep_runs(conn, device.cache_dir)
+        report = cache.push(conn, artifact, dict(manifest.files), device.cache_dir)
+        threads = options.threads or (profile.threads.default if profile else 1)
+        affinity = options.affinity if options.affinity is not None else (
+            list(profile.threads.affinity) if profile and profile.threads.affinity else [])
+        live = [s for s in sensors if _present(s, facts)] if options.power else []
+        results = []
+        for index in range(options.repeat):
+            if index and options.cooldown_s > 0:
+                time.sleep(options.cooldown_s)
+            runner, output, wall, power = _run_once(conn, device, manifest, report.stage_dir, options, threads,
+                                                    affinity, live)
+            diff, top1 = compare(output, np.fromfile(artifact / manifest.output.file, dtype=np.float32),
+                                 manifest.output.shape)
+            result = BenchResult(
+                device=device.name, target=manifest.target.name, arch=facts.arch, emulated=facts.emulated,
+                runner=runner, max_abs_diff=diff, top1_agree=top1, threads=threads,
+                affinity=list(runner.get("affinity") or affinity), probe=facts, push=report, power=power,
+                model=manifest.model.name, artifact=str(artifact.resolve()),
+                manifest_sha256=hashlib.sha256((artifact / "manifest.json").read_bytes()).hexdigest(),
+                versions=dict(manifest.versions), timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
+                repeat_index=index, runner_wall_s=wall, bench_wall_s=time.perf_counter() - started,
+            )
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+            started = time.perf_counter()  # later repeats: their own wall time
     return results
+
+
+def _sweep_runs(conn, cache_dir: str) -> None:
+    """Remove run directories left by benches whose connection died (safe: we hold the board's run lock)."""
+    try:
+        names = cache.sftp_like(conn).listdir(cache_dir)
+    except (OSError, DeviceError):
+        return
+    for name in names:
+        if name.startswith(".run-"):
+            cache.remove_tree(conn, posixpath.join(cache_dir, name))
 
 
 def _present(sensor, facts: ProbeResult) -> bool:
@@ -242,6 +272,8 @@ def runner_command(manifest, output_path: str, options: BenchOptions, threads: i
     ]
     if affinity:
         cmd += ["--affinity", ",".join(str(c) for c in affinity)]
+    if manifest.input.dtype != "float32":  # runners before version 2 know float32 only (and no --dtype)
+        cmd += ["--dtype", manifest.input.dtype]
     return cmd
 
 
@@ -256,7 +288,7 @@ def _run_once(conn, device, manifest, stage_dir, options, threads, affinity, sen
             with Sampler(conn, sensors, options.sample_period_s) as sampler:
                 sampler.wait_first()
                 time.sleep(options.idle_seconds)
-                result = conn.run(cmd, cwd=stage_dir, env=env, prefixed=True, timeout=options.timeout_s)
+                result = conn.run(_reporting_signals(conn, cmd), cwd=stage_dir, env=env, timeout=options.timeout_s)
             runner = _check_runner(conn, device, result, options)
             first = sampler.samples[0].t if sampler.samples else 0.0
             stamps = runner.get("timestamps", {})
@@ -266,7 +298,7 @@ def _run_once(conn, device, manifest, stage_dir, options, threads, affinity, sen
                 latency_ms=runner.get("latency_ms", {}).get("mean"), period_s=options.sample_period_s,
             )
         else:
-            result = conn.run(cmd, cwd=stage_dir, env=env, prefixed=True, timeout=options.timeout_s)
+            result = conn.run(_reporting_signals(conn, cmd), cwd=stage_dir, env=env, timeout=options.timeout_s)
             runner = _check_runner(conn, device, result, options)
         output = _fetch_output(conn, posixpath.join(run_dir, "out.bin"), runner)
     finally:
@@ -274,14 +306,56 @@ def _run_once(conn, device, manifest, stage_dir, options, threads, affinity, sen
     return runner, output, result.seconds, power
 
 
+#: Runs the (prefixed) runner under a shell that reports a death by signal on stderr: over SSH the exit
+#: status of a signalled command is lost (``timeout`` re-raises the signal; the channel has no status), and
+#: ``timeout``'s 137 reads like its own kill. ``trap :`` (not ignore: ignoring would be inherited) keeps
+#: the shell alive until the runner is gone, so a timeout's TERM/KILL still reaches the runner.
+_SIGNAL_WRAPPER = ('trap : TERM INT HUP; "$@"; code=$?; if [ "$code" -gt 128 ] && [ "$code" -lt 192 ]; '
+                   'then echo "%s $((code - 128))" >&2; fi; exit "$code"')
+_SIGNAL_MARK = "edgekd-runner-killed-by-signal"
+
+
+def _reporting_signals(conn, cmd: list[str]) -> list[str]:
+    return ["sh", "-c", _SIGNAL_WRAPPER % _SIGNAL_MARK, "sh", *getattr(conn, "exec_prefix", []), *cmd]
+
+
+def _killing_signal(result) -> int | None:
+    """The signal that ended the runner (from the wrapper's line, a local negative code, or 128+n)."""
+    for line in reversed(result.stderr.splitlines()):
+        if line.startswith(_SIGNAL_MARK):
+            return int(line.split()[-1])
+    if result.exit_code < -1:
+        return -result.exit_code
+    if 128 < result.exit_code < 192:
+        return result.exit_code - 128
+    return None
+
+
+def _signal_text(number: int) -> str:
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        name = "unknown signal"
+    hint = "; out of memory?" if number == signal.SIGKILL else ""
+    return f"killed by signal {number} ({name}{hint})"
+
+
 def _check_runner(conn, device: Device, result, options: BenchOptions) -> dict:
-    if result.timed_out:
+    # a timeout: the wall time reached the limit, or `timeout` said so (124); a 137 before the limit is
+    # a SIGKILL from someone else (the kernel's OOM killer), not our timeout
+    if result.seconds >= options.timeout_s or (result.timed_out and result.exit_code in (124, -1)):
         raise DeviceError(
             f"runner on {device.name} did not finish within {options.timeout_s:g} s and was killed "
             "(raise --timeout if the model is just slow)"
         )
-    if result.exit_code != 0:
-        raise DeviceError(f"runner crashed on {device.name} (exit code {result.exit_code}): {result.last_error_line()}")
+    if result.exit_code != 0 or result.timed_out:
+        lines = [line.strip() for line in result.stderr.splitlines()
+                 if line.strip() and not line.startswith(_SIGNAL_MARK)]
+        last = lines[-1] if lines else "(no stderr)"
+        number = _killing_signal(result)
+        if number is not None:
+            raise DeviceError(f"runner on {device.name} was {_signal_text(number)}: {last}")
+        raise DeviceError(f"runner crashed on {device.name} (exit code {result.exit_code}): {last}")
     try:
         doc = json.loads(result.stdout)
         if not isinstance(doc, dict):

@@ -2,16 +2,25 @@
 
 Layout on the board (``device.cache_dir``; relative = under the login's home)::
 
-    <cache>/<sha256>               verified file contents, mode 0755, never partial
+    <cache>/<sha256>               verified file contents, mode 0555, mtime SEAL_MTIME, never partial
     <cache>/.tmp-<random>          an upload in flight (swept by the next push, under the lock)
     <cache>/.lock                  flock(1) held by the one pushing session
-    <cache>/stage/<stage-id>/...   the artifact's tree, hard links into the cache (renamed into place)
+    <cache>/.hashed-<stage-id>     stamp: when every blob of that stage was last hashed on the board
+    <cache>/stage/<stage-id>/...   the artifact's tree, read-only hard links into the cache (renamed into place)
     <cache>/.run-<random>/         one run's output files (removed after the fetch)
 
 A push that finds every file and the stage already present uses SFTP only (no remote process) and
 uploads nothing. Otherwise it takes the lock, sweeps stale temporaries, uploads each missing file to
 a temporary name, verifies its sha256 on the board with ``sha256sum``, renames it into place and
 builds the stage directory — all in one remote script whose arguments are quoted.
+
+The cache is not trusted forever. Every push compares each needed blob's size with the local file (a
+truncated blob is uploaded again) and its mtime with :data:`SEAL_MTIME`, which a blob gets once its hash
+was checked: a write through a staged hard link changes the mtime, so that blob is hashed on the board
+and replaced if it differs. Every :data:`REHASH_EVERY_S` a stage's blobs are all hashed again, and
+:func:`verify_cache` (``edgekd device verify``) hashes every blob on demand. Blobs and stage directories
+are read-only (a-w); a replaced blob's stage is rebuilt. Manifest names are checked again here (no
+absolute, ``..`` or odd names; sha256s are 64 hex digits) before any byte moves.
 """
 
 from __future__ import annotations
@@ -19,7 +28,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import os
 import posixpath
+import re
 import secrets
 import stat
 import time
@@ -29,7 +40,7 @@ from pathlib import Path
 from edgekd.errors import DeviceError
 
 _VERIFY_AND_STAGE = r"""
-cache=$1; stage=$2; n=$3; shift 3
+cache=$1; stage=$2; rebuild=$3; stamp=$4; n=$5; shift 5
 i=0
 while [ "$i" -lt "$n" ]; do
   tmp=$1; sha=$2; shift 2
@@ -37,18 +48,52 @@ while [ "$i" -lt "$n" ]; do
   if [ "$got" != "$sha" ]; then
     rm -f "$cache/$tmp"; echo "checksum mismatch after upload: expected $sha, board has $got" >&2; exit 4
   fi
-  chmod 755 "$cache/$tmp" && mv -f "$cache/$tmp" "$cache/$sha" || exit 5
+  chmod 555 "$cache/$tmp" && mv -f "$cache/$tmp" "$cache/$sha" || exit 5
   i=$((i+1))
 done
-[ -d "$cache/stage/$stage" ] && exit 0
+[ "$n" -gt 0 ] && { sync 2>/dev/null || true; }
+[ "$stamp" = 1 ] && : > "$cache/.hashed-$stage"
+[ -d "$cache/stage/$stage" ] && [ "$rebuild" = 0 ] && exit 0
 work=$(mktemp -d "$cache/stage/.tmp-XXXXXX") || exit 5
 while [ $# -gt 0 ]; do
   mkdir -p "$work/$(dirname "$1")" || exit 5
   ln -f "$cache/$2" "$work/$1" 2>/dev/null || cp "$cache/$2" "$work/$1" || exit 5
   shift 2
 done
-mv "$work" "$cache/stage/$stage" || { rm -rf "$work"; exit 5; }
+chmod -R a-w "$work" || exit 5
+if [ -d "$cache/stage/$stage" ]; then
+  old=$(mktemp -d "$cache/stage/.old-XXXXXX") && rmdir "$old" && mv "$cache/stage/$stage" "$old" || exit 5
+  mv "$work" "$cache/stage/$stage" || exit 5
+  chmod -R u+w "$old"; rm -rf "$old"
+else
+  mv "$work" "$cache/stage/$stage" || { chmod -R u+w "$work"; rm -rf "$work"; exit 5; }
+fi
 """
+
+#: Hash the named blobs; remove and print (one per line) those whose content is not their name.
+_HASH_CHECK = r"""
+cache=$1; shift
+for sha; do
+  got=$(sha256sum < "$cache/$sha" 2>/dev/null | cut -d' ' -f1)
+  if [ "$got" != "$sha" ]; then rm -f "$cache/$sha" || exit 5; echo "$sha"; fi
+done
+"""
+
+#: After bad blobs were dropped: remove every stage (their links may hold the bad content) and stamp.
+_DROP_STAGES = r"""
+cache=$1
+[ -d "$cache/stage" ] && { chmod -R u+w "$cache/stage" && rm -rf "$cache/stage" || exit 5; }
+rm -f "$cache"/.hashed-*
+"""
+
+#: Remove the whole cache (read-only blobs and stages included).
+_CLEAN = r"""chmod -R u+w "$1" 2>/dev/null; rm -rf "$1" """
+
+#: The mtime a blob gets once its hash was checked; any other mtime means it may have been written since.
+SEAL_MTIME = 946684800  # 2000-01-01T00:00:00Z
+#: Seconds after which a stage's blobs are all hashed again on the next push.
+REHASH_EVERY_S = 24 * 3600
+_SHA256_NAME = re.compile(r"[0-9a-f]{64}")
 
 _LOCK = r'exec 9>>"$1" || exit 3; flock -x -w "$2" 9 || exit 75; echo locked; exec cat'
 
@@ -85,6 +130,25 @@ def sftp_like(conn):
     return conn.sftp
 
 
+@dataclass
+class _Attr:
+    filename: str
+    st_size: int
+    st_mtime: int
+    st_mode: int
+
+
+@dataclass
+class CacheCheck:
+    """What :func:`verify_cache` found: the blobs hashed, the bad ones (removed) and the bytes read."""
+
+    cache_dir: str
+    checked: list[str] = field(default_factory=list)
+    bad: list[str] = field(default_factory=list)
+    bytes_checked: int = 0
+    seconds: float = 0.0
+
+
 class _LocalFs:
     """The subset of SFTPClient the cache uses, on local paths (relative = under $HOME, as over SSH)."""
 
@@ -96,6 +160,16 @@ class _LocalFs:
 
     def listdir(self, path: str) -> list[str]:
         return [p.name for p in self._p(path).iterdir()]
+
+    def listdir_attr(self, path: str) -> list:
+        out = []
+        for p in self._p(path).iterdir():
+            st = p.lstat()
+            out.append(_Attr(p.name, st.st_size, int(st.st_mtime), st.st_mode))
+        return out
+
+    def utime(self, path: str, times: tuple[float, float]) -> None:
+        os.utime(self._p(path), times)
 
     def stat(self, path: str):
         return self._p(path).stat()
@@ -111,7 +185,7 @@ class _LocalFs:
 
 
 def ensure_dir(fs, path: str) -> None:
-    """mkdir -p over SFTP."""
+    """mkdir -p over SFTP; a directory another session created meanwhile is fine (EEXIST is no error)."""
     parts = [p for p in path.split("/") if p]
     current = "/" if path.startswith("/") else ""
     for part in parts:
@@ -119,7 +193,16 @@ def ensure_dir(fs, path: str) -> None:
         try:
             fs.stat(current)
         except FileNotFoundError:
-            fs.mkdir(current)
+            try:
+                fs.mkdir(current)
+            except OSError:
+                # two first pushes race: SFTP reports the loser's EEXIST as a bare "Failure"
+                try:
+                    if stat.S_ISDIR(fs.stat(current).st_mode):
+                        continue
+                except OSError:
+                    pass
+                raise
 
 
 def push(conn, artifact_dir: Path, files: dict[str, str], cache: str, *, lock_timeout: float = 60.0) -> PushReport:
@@ -136,32 +219,132 @@ def push(conn, artifact_dir: Path, files: dict[str, str], cache: str, *, lock_ti
         PushReport (``uploaded`` is empty when everything was already on the board).
 
     Raises:
-        DeviceError: unwritable cache, upload failure, checksum mismatch, lock timeout.
+        DeviceError: an unsafe name or sha256 in ``files`` (before any byte moves), unwritable cache, upload
+            failure, checksum mismatch, lock timeout.
     """
+    _check_files(artifact_dir, files)
     start = time.perf_counter()
     fs = sftp_like(conn)
     sid = stage_id(files)
     stage_dir = posixpath.join(cache, "stage", sid)
     try:
+        sizes = {sha: (Path(artifact_dir) / rel).stat().st_size for rel, sha in files.items()}
+    except OSError as err:
+        raise DeviceError(f"cannot push {artifact_dir}: {err.filename}: {err.strerror or err}") from None
+    try:
         ensure_dir(fs, posixpath.join(cache, "stage"))
-        present = set(fs.listdir(cache))
+        present = {a.filename: a for a in fs.listdir_attr(cache)}
         staged = sid in set(fs.listdir(posixpath.join(cache, "stage")))
     except OSError as err:
         raise _not_writable(conn, cache, err) from None
-    missing = {rel: sha for rel, sha in files.items() if sha not in present}
+    # a blob of the wrong size (truncated by a power cut) is as good as missing
+    missing = {rel: sha for rel, sha in files.items() if sha not in present or present[sha].st_size != sizes[sha]}
+    stamp = present.get(f".hashed-{sid}")
+    stale = stamp is None or time.time() - (stamp.st_mtime or 0) > REHASH_EVERY_S
+    suspects = sorted({sha for rel, sha in files.items()
+                       if rel not in missing and (stale or present[sha].st_mtime != SEAL_MTIME)})
     report = PushReport(stage_dir, skipped=sorted(set(files) - set(missing)))
-    if not missing and staged:
+    if not missing and staged and not suspects:
         report.seconds = time.perf_counter() - start
         return report
     lock = _acquire_lock(conn, cache, lock_timeout)
     try:
         _sweep(fs, cache)
+        bad = set(_hash_check(conn, cache, suspects)) if suspects else set()
+        missing.update({rel: sha for rel, sha in files.items() if sha in bad})
+        report.skipped = sorted(set(files) - set(missing))
         tmps = _upload(conn, fs, artifact_dir, missing, cache, report)
-        _verify_and_stage(conn, fs, cache, sid, tmps, files)
+        _verify_and_stage(conn, fs, cache, sid, tmps, files, rebuild=bool(missing), stamp=stale)
+        _seal(fs, cache, {sha for _, sha in tmps} | (set(suspects) - bad))
     finally:
         lock.stop()
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _check_files(artifact_dir: Path, files: dict[str, str]) -> None:
+    """Refuse a name that could leave the artifact or the stage, or a sha256 that is not a plain blob name."""
+    from edgekd.compile.artifact import check_name
+
+    root = Path(artifact_dir).resolve()
+    for rel, sha in files.items():
+        problem = check_name(rel)
+        if problem is None and root not in (root / rel).resolve().parents:
+            problem = "resolves outside the artifact (symlink?)"
+        if problem is None and not (isinstance(sha, str) and _SHA256_NAME.fullmatch(sha)):
+            problem = f"sha256 {sha!r} is not 64 hex digits"
+        if problem:
+            raise DeviceError(f"refusing to push {artifact_dir}: file {rel!r}: {problem}")
+
+
+def _hash_check(conn, cache: str, shas: list[str]) -> list[str]:
+    """Hash ``shas`` on the board; remove and return the ones whose content is not their name."""
+    result = conn.run(["sh", "-c", _HASH_CHECK, "sh", cache, *shas], timeout=600)
+    if not result.ok:
+        raise DeviceError(f"checking the board cache {cache!r} on {conn.label} failed: {result.last_error_line()}")
+    return [line.strip() for line in result.stdout.splitlines() if line.strip()]
+
+
+def _seal(fs, cache: str, shas: set[str]) -> None:
+    """Mark blobs whose hash was just checked (:data:`SEAL_MTIME`); unsealed blobs are hashed next time."""
+    for sha in sorted(shas):
+        with contextlib.suppress(OSError):
+            fs.utime(posixpath.join(cache, sha), (SEAL_MTIME, SEAL_MTIME))
+
+
+def verify_cache(conn, cache: str, *, lock_timeout: float = 60.0) -> CacheCheck:
+    """Hash every blob in the board cache; remove bad ones (and every stage, rebuilt by the next push).
+
+    Raises:
+        DeviceError: the cache cannot be listed or locked, or the check fails on the board.
+    """
+    start = time.perf_counter()
+    fs = sftp_like(conn)
+    report = CacheCheck(cache)
+    try:
+        entries = fs.listdir_attr(cache)
+    except FileNotFoundError:
+        return report
+    except OSError as err:
+        raise _not_writable(conn, cache, err) from None
+    blobs = {a.filename: a.st_size for a in entries if _SHA256_NAME.fullmatch(a.filename)}
+    report.checked = sorted(blobs)
+    report.bytes_checked = sum(blobs.values())
+    if blobs:
+        lock = _acquire_lock(conn, cache, lock_timeout)
+        try:
+            report.bad = sorted(_hash_check(conn, cache, report.checked))
+            if report.bad:
+                result = conn.run(["sh", "-c", _DROP_STAGES, "sh", cache], timeout=300)
+                if not result.ok:
+                    raise DeviceError(f"removing the stages in {cache!r} on {conn.label} failed: "
+                                      f"{result.last_error_line()}")
+            _seal(fs, cache, set(report.checked) - set(report.bad))
+        finally:
+            lock.stop()
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def clean_cache(conn, cache: str) -> bool:
+    """Remove the board cache directory (blobs, stages, stamps); returns whether there was one.
+
+    Raises:
+        DeviceError: ``cache`` is the home directory or ``/``, or the removal fails.
+    """
+    if posixpath.normpath(cache) in ("/", ".", "~", "") or cache.strip("/") == "":
+        raise DeviceError(f"refusing to remove {cache!r} on {conn.label}: not a cache directory")
+    fs = sftp_like(conn)
+    try:
+        fs.stat(cache)
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        raise _not_writable(conn, cache, err) from None
+    result = conn.run(["sh", "-c", _CLEAN, "sh", cache], timeout=300)
+    if not result.ok:
+        raise DeviceError(f"removing {cache!r} on {conn.label} failed: {result.last_error_line()}")
+    return True
 
 
 def _acquire_lock(conn, cache: str, timeout: float):
@@ -213,8 +396,9 @@ def _upload(conn, fs, artifact_dir: Path, missing: dict[str, str], cache: str, r
     return tmps
 
 
-def _verify_and_stage(conn, fs, cache: str, sid: str, tmps: list, files: dict[str, str]) -> None:
-    args = [cache, sid, str(len(tmps))]
+def _verify_and_stage(conn, fs, cache: str, sid: str, tmps: list, files: dict[str, str], *,
+                      rebuild: bool = False, stamp: bool = False) -> None:
+    args = [cache, sid, "1" if rebuild else "0", "1" if stamp else "0", str(len(tmps))]
     for tmp, sha in tmps:
         args += [tmp, sha]
     for rel, sha in sorted(files.items()):

@@ -22,6 +22,7 @@ from edgekd.errors import DeviceError
 __all__ = [
     "REQUIRED_TOOLS", "DeviceProbe", "DeviceSetup", "HostKey", "StoredDevice", "add_device", "fetch_host_key",
     "get_device", "list_devices", "probe_device", "remove_device", "setup_device", "trust_host_key",
+    "CacheVerify", "verify_device_cache", "clean_device_cache",
 ]
 
 #: What the board needs besides the runner (push, cache lock, timeouts): checked by :func:`setup_device`.
@@ -38,14 +39,31 @@ class StoredDevice:
 
 @dataclass(frozen=True)
 class HostKey:
-    """The SSH host key a board presents (fetched, not yet trusted); pass it to :func:`trust_host_key`."""
+    """The SSH host key a host presents (fetched, not yet trusted); pass it to :func:`trust_host_key`.
+
+    For a board behind ``ProxyJump`` hosts, :func:`fetch_host_key` gives the first jump host's key; once it is
+    trusted, :meth:`fetch_next` gives the next host's (reached through the trusted ones), the board's last.
+    """
 
     device: str
     address: str  # host:port as connected
     key_type: str  # e.g. ssh-ed25519
     fingerprint: str  # SHA256:...
+    host: str = ""  # the host (ssh_config alias or address) this key is for
+    jump: bool = False  # a ProxyJump host on the way to the device, not the device itself
     _conn: Any = field(default=None, repr=False, compare=False)
     _key: Any = field(default=None, repr=False, compare=False)
+    _rest: tuple = field(default=(), repr=False, compare=False)
+
+    def fetch_next(self) -> HostKey | None:
+        """The next host's key in the chain (None after the device); trust this one first.
+
+        Raises:
+            DeviceError: a jump host is not trusted, unreachable, or refuses the login.
+        """
+        if not self._rest:
+            return None
+        return _host_key_of(self.device, self._rest)
 
 
 @dataclass(frozen=True)
@@ -115,23 +133,31 @@ def remove_device(name: str) -> Path:
 
 
 def fetch_host_key(name: str, *, connect_timeout: float = 10.0) -> HostKey:
-    """The host key the device presents (nothing is authenticated or recorded).
+    """The host key the device presents, or with ``ProxyJump`` the first jump host's (``jump`` is True: trust
+    it, then call :meth:`HostKey.fetch_next`). Nothing is recorded; only jump hosts are logged into.
 
     Raises:
         DeviceError: the local device, an unreachable host or no SSH server.
+        ConfigError: a ProxyJump cycle or an unsupported ssh_config option (ProxyCommand).
     """
-    from edgekd.device.ssh import fingerprint
-
     device = get_device(name)
     if device.is_local:
         raise DeviceError("the local device has no host key")
-    conn = connect(device, connect_timeout=connect_timeout)
+    return _host_key_of(name, tuple(connect(device, connect_timeout=connect_timeout).hops()))
+
+
+def _host_key_of(name: str, hops: tuple) -> HostKey:
+    from edgekd.device.ssh import fingerprint
+
+    conn = hops[0]
     key = conn.fetch_host_key()
-    return HostKey(name, f"{conn.hostname}:{conn.port}", key.get_name(), fingerprint(key), _conn=conn, _key=key)
+    return HostKey(name, f"{conn.hostname}:{conn.port}", key.get_name(), fingerprint(key), host=conn.alias,
+                   jump=len(hops) > 1, _conn=conn, _key=key, _rest=hops[1:])
 
 
 def trust_host_key(host_key: HostKey, *, expect: str | None = None) -> Path:
-    """Record ``host_key`` in the device's known_hosts file (replacing that host's entries); returns the file.
+    """Record ``host_key`` in the device's known_hosts file (replacing that host's entries, keeping every other
+    line); returns the file.
 
     Raises:
         DeviceError: ``expect`` (a ``SHA256:...`` fingerprint) differs from the key's; nothing is recorded.
@@ -183,3 +209,48 @@ def _fits(name: str, profile: TargetProfile, facts: ProbeResult) -> DeviceProbe:
     except DeviceError as err:
         return DeviceProbe(name, profile.name, facts, problem=str(err))
     return DeviceProbe(name, profile.name, facts)
+
+
+@dataclass(frozen=True)
+class CacheVerify:
+    """``edgekd device verify``: every blob in the board cache hashed; ``bad`` ones were removed (and the
+    stages, which the next bench rebuilds)."""
+
+    device: str
+    cache_dir: str
+    checked: int
+    bad: tuple[str, ...]
+    bytes_checked: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device": self.device, "cache_dir": self.cache_dir, "checked": self.checked, "bad": list(self.bad),
+                "bytes_checked": self.bytes_checked, "seconds": round(self.seconds, 3)}
+
+
+def verify_device_cache(name: str) -> CacheVerify:
+    """Hash every blob in the device's cache, drop the bad ones (the next bench uploads them again).
+
+    Raises:
+        ConfigError: unknown device. DeviceError: the board cannot be reached, or the cache listed or locked.
+    """
+    from edgekd.device.cache import verify_cache
+
+    device = get_device(name)
+    with connect(device) as conn:
+        found = verify_cache(conn, device.cache_dir)
+    return CacheVerify(name, device.cache_dir, len(found.checked), tuple(found.bad), found.bytes_checked,
+                       found.seconds)
+
+
+def clean_device_cache(name: str) -> bool:
+    """Remove the device's cache directory (the next bench uploads everything); returns whether there was one.
+
+    Raises:
+        ConfigError: unknown device. DeviceError: the board cannot be reached or the removal fails.
+    """
+    from edgekd.device.cache import clean_cache
+
+    device = get_device(name)
+    with connect(device) as conn:
+        return clean_cache(conn, device.cache_dir)

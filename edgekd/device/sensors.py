@@ -223,9 +223,18 @@ def _current_times_voltage(samples, sensors, i_idx: int, v_idx: int) -> list[tup
     return series
 
 
+SETTLE_S = 0.15  # power sensors average over their conversion window and clocks ramp up: skip a window's start
+
+
 def _mean_in(series: list[tuple[float, float]], start: float, end: float) -> tuple[float | None, int]:
     values = [v for t, v in series if start <= t <= end]
     return (statistics.fmean(values) if values else None), len(values)
+
+
+def _settled(window: tuple[float, float]) -> tuple[float, float]:
+    """The window without its first :data:`SETTLE_S` (kept whole when it is too short to spare that)."""
+    start, end = window
+    return (start + SETTLE_S, end) if end - start >= 4 * SETTLE_S else window
 
 
 def summarize(
@@ -239,6 +248,10 @@ def summarize(
 ) -> PowerReport:
     """Mean power per rail in the idle and the timed window; energy per inference on the primary rail.
 
+    Each window's first :data:`SETTLE_S` seconds are left out when the window is at least four times that long:
+    a sensor's reading lags the load by its averaging window (the INA3221 averages up to ~100 ms) and the CPU
+    clock ramps up after idling, so samples right after a transition mix the two states.
+
     Args:
         samples: from :class:`Sampler` (board clock).
         sensors: the sampled sensors, in sampler order.
@@ -250,8 +263,8 @@ def summarize(
     series = rail_series(samples, sensors)
     rails = {}
     for rail, points in series.items():
-        idle, n_idle = _mean_in(points, *idle_window)
-        run, n_run = _mean_in(points, *run_window)
+        idle, n_idle = _mean_in(points, *_settled(idle_window))
+        run, n_run = _mean_in(points, *_settled(run_window))
         rails[rail] = RailPower(idle, run, n_idle, n_run)
     primary = next(iter(rails), None)
     idle_mw = rails[primary].idle_mw if primary else None

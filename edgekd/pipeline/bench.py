@@ -17,12 +17,14 @@ def bench(artifact: str | Path, device: str = "local", options: BenchOptions | N
           results: str | Path | None = None, store: bool = True) -> list[BenchResult]:
     """Push ``artifact`` to ``device`` (``local`` = this host, no SSH), run it ``options.repeat`` times, compare
     with the PyTorch reference, and append one row per measurement to the results store (unless ``store`` is
-    false). Returns one :class:`~edgekd.device.bench.BenchResult` per repeat."""
+    false). Each row is stored as soon as its repeat is measured, so a failure in repeat k keeps repeats
+    1..k-1. Returns one :class:`~edgekd.device.bench.BenchResult` per repeat."""
     entry = DeviceStore().get(device)
-    with connect(entry) as conn:
-        measured = run_bench(conn, entry, artifact, options or BenchOptions())
-    if store:
-        results_store = ResultsStore(results)
-        for result in measured:
+    results_store = ResultsStore(results) if store else None
+
+    def keep(result: BenchResult) -> None:
+        if results_store is not None:
             results_store.append(result.to_row())
-    return measured
+
+    with connect(entry) as conn:
+        return run_bench(conn, entry, artifact, options or BenchOptions(), on_result=keep)

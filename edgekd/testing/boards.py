@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -76,7 +77,8 @@ class Sshd:
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
         config = self.write_config()
         self.log_handle = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=self.log_handle)
+        self.proc = subprocess.Popen([*_clean_login_prefix(), SSHD, "-D", "-e", "-f", str(config)],
+                                     stderr=self.log_handle)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -116,6 +118,25 @@ class Sshd:
         return [line for line in lines if " open " in line and "WRITE" in line]
 
 
+def _clean_login_prefix() -> list[str]:
+    """A command prefix that runs sshd in a private mount namespace where the login user's ``~/.bashrc`` is
+    empty, so that the board is a clean board: bash sources ``~/.bashrc`` for every command sshd runs, and a
+    developer's rc file (pyenv's ``init`` takes a lock for its rehash: a session killed by a fault test leaves
+    it stale, and every later login waits 60 s) must not slow or change the test board. ``[]`` where mount
+    namespaces are not allowed (the board then runs the rc file as a real board would)."""
+    import pwd
+
+    bashrc = Path(pwd.getpwuid(os.getuid()).pw_dir) / ".bashrc"
+    unshare = shutil.which("unshare")
+    if not bashrc.is_file() or unshare is None:
+        return []
+    probe = subprocess.run([unshare, "-m", "true"], capture_output=True)
+    if probe.returncode != 0:
+        return []
+    script = 'mount --bind /dev/null "$1" 2>/dev/null; shift; exec "$@"'
+    return [unshare, "-m", "--propagation", "private", "sh", "-c", script, "sh", str(bashrc)]
+
+
 def _descendants(pid: int) -> list[int]:
     out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
     children: dict[int, list[int]] = {}
@@ -133,6 +154,7 @@ def _descendants(pid: int) -> list[int]:
 _HELPER = r"""
 import os, sys, time
 directory, marker, idle, busy, period = sys.argv[1], sys.argv[2].encode(), sys.argv[3], sys.argv[4], float(sys.argv[5])
+within = sys.argv[6]  # only processes whose working directory is below this count ("" = any)
 me = os.getpid()
 def busy_now():
     for pid in os.listdir("/proc"):
@@ -140,7 +162,7 @@ def busy_now():
             continue
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                if marker in fh.read():
+                if marker in fh.read() and os.readlink(f"/proc/{pid}/cwd").startswith(within):
                     return True
         except OSError:
             pass
@@ -157,15 +179,17 @@ while True:
 
 
 class FakeSensor:
-    """An INA3221-like sysfs directory whose power follows whether ``marker`` is running."""
+    """An INA3221-like sysfs directory whose power follows whether ``marker`` is running — in a working
+    directory below ``within`` when given (a board cache), so that other benches on this machine don't count."""
 
     def __init__(self, directory: Path, *, marker: str = "edgekd-runner", idle_mw: int = 1200,
-                 busy_mw: int = 3400, period_s: float = 0.005, rail: str = "VDD_IN") -> None:
+                 busy_mw: int = 3400, period_s: float = 0.005, rail: str = "VDD_IN", within: str = "") -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "rail_name_0").write_text(f"{rail}\n")
         (self.dir / "in_power0_input").write_text(f"{idle_mw}\n")
-        self.args = [sys.executable, "-c", _HELPER, str(self.dir), marker, str(idle_mw), str(busy_mw), str(period_s)]
+        self.args = [sys.executable, "-c", _HELPER, str(self.dir), marker, str(idle_mw), str(busy_mw), str(period_s),
+                     within]
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> FakeSensor:

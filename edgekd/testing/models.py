@@ -4,6 +4,7 @@ channel groups with a known fraction of dead channels.
 * :func:`randomise_bn` — random BatchNorm γ/β, running statistics calibrated on random inputs, and a
   linear head with a real logit spread: a freshly initialised deep CNN's activations vanish (its output
   ignores its input), and a CIFAR head starts near zero;
+* :func:`small_net` — a four-layer conv net with calibrated BatchNorm (compiles and tunes in seconds);
 * :func:`kill_channels` — |γ| = 1e-4 (below τ = 1e-2) on a random fraction of every prunable group's
   channels, as if structure learning had removed them.
 """
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["randomise_bn", "kill_channels"]
+__all__ = ["SmallNet", "randomise_bn", "small_net", "kill_channels"]
 
 
 def randomise_bn(model: nn.Module, seed: int = 0, image_shape: Sequence[int] = (3, 32, 32),
@@ -54,3 +55,25 @@ def kill_channels(graph, fraction: float = 0.4, seed: int = 0) -> None:
         with torch.no_grad():
             for member in group.bns:
                 member.module.weight[member.module_idx[dead[member.group_idx]]] = 1e-4
+
+
+class SmallNet(nn.Module):
+    """conv → BN → ReLU → conv(stride 2) → BN → ReLU → global pool → linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def small_net(seed: int = 0) -> nn.Module:
+    """:class:`SmallNet` with seeded weights and calibrated BatchNorm, in eval mode."""
+    torch.manual_seed(seed)
+    return randomise_bn(SmallNet(), seed)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from compile_helpers import small_net
 
 from edgekd.compile import CompileOptions, compile_model
+from edgekd.testing.models import small_net
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from compile_helpers import read_float32, small_net
+from compile_helpers import read_float32
 from torch import nn
 
 from edgekd.compile import CompileOptions, compile_model, read_manifest, verify_artifact
 from edgekd.compile.build import run_library
 from edgekd.errors import CheckpointError, CompileError
-from edgekd.testing.models import randomise_bn
+from edgekd.testing.models import randomise_bn, small_net
 
 TOLERANCE = 1e-4
 

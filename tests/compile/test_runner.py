@@ -71,7 +71,8 @@ def test_runner_errors_are_one_line_and_nonzero(host_artifact, tmp_path):
     assert result.returncode == 1 and result.stderr.count("\n") == 1
     assert result.stderr.startswith("edgekd-runner: error: loading model library:")
     wrong_shape = _run(host_artifact, "--input", str(host_artifact / "input.bin"), "--shape", "1,3,16,16")
-    assert wrong_shape.returncode == 1 and "does not match --shape" in wrong_shape.stderr
+    assert wrong_shape.returncode == 3 and "does not match --shape" in wrong_shape.stderr
+    assert wrong_shape.stderr.count("\n") == 1 and wrong_shape.stderr.startswith("edgekd-runner: input error:")
     usage = _run(host_artifact, "--bogus", "1")
     assert usage.returncode == 2 and "unknown option" in usage.stderr
 

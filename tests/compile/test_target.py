@@ -109,7 +109,7 @@ def test_a_broken_user_profile_hides_no_shipped_one(tmp_path, monkeypatch):
 
 def test_a_user_profile_without_roofline_loads_and_compiles(tmp_path, monkeypatch):
     """``roofline`` is optional: a copy of the shipped host profile without it compiles a small net."""
-    from compile_helpers import small_net
+    from edgekd.testing.models import small_net
 
     monkeypatch.setenv("EDGEKD_CONFIG_DIR", str(tmp_path / "config"))
     data = yaml.safe_load((target_search_dirs()[1] / "host.yaml").read_text()) | {"name": "host-no-roofline"}

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from compile_helpers import read_float32, small_net
+from compile_helpers import read_float32
 
 from edgekd.compile import CompileOptions, compile_model
 from edgekd.compile import tuning as tuning_module
@@ -23,6 +23,7 @@ from edgekd.compile.build import run_library
 from edgekd.compile.tuning import LEDGER_NAME, database_dir, tune_module
 from edgekd.config.target import load_target, target_search_dirs
 from edgekd.errors import ToolchainError
+from edgekd.testing.models import small_net
 
 PER_TASK = 16  # trials per task in the deadline tests: two batches of 8 (tuning.py's num_trials_per_iter)
 
@@ -41,21 +42,22 @@ def private_host_target():
 
 
 @pytest.mark.slow
-def test_tuned_compile_matches_pytorch_and_reuses_its_database(private_host_target, tmp_path):
-    """The one real tuning run of the suite (8 trials): built, measured on this machine, recompiled from the
-    database without measuring again."""
-    options = CompileOptions(tune_trials=8, onnx=False, runner=False)
-    first = compile_model(small_net(), private_host_target, tmp_path / "first", options)
+def test_tuned_compile_matches_pytorch_and_reuses_its_database(warm_tuning, tmp_path):
+    """The one real tuning run of the suite (tests/conftest.py's ``warm_tuning``, 8 trials): built, measured on
+    this machine, recompiled from the database without measuring again."""
+    profile, first = warm_tuning
+    name = profile.stem
     tuning = first.manifest.tuning
     assert first.tuned and tuning.tasks >= 3 and tuning.tasks_tuned == tuning.tasks and tuning.trials >= 8
     assert first.tuning_measured > 0 and tuning.weight_prepack
-    assert (database_dir(private_host_target) / "database_tuning_record.json").stat().st_size > 0
+    assert (database_dir(name) / "database_tuning_record.json").stat().st_size > 0
 
     example = read_float32(first.path / "input.bin", first.manifest.input.shape)
     reference = read_float32(first.path / "reference_output.bin", first.manifest.output.shape)
     np.testing.assert_allclose(run_library(first.path / "model.so", example), reference, atol=1e-4, rtol=0)
 
-    second = compile_model(small_net(), private_host_target, tmp_path / "second", options)
+    options = CompileOptions(tune_trials=8, onnx=False, runner=False)
+    second = compile_model(small_net(), str(profile), tmp_path / "second", options)
     assert second.tuning_measured == 0
     assert second.manifest.tuning.tasks_reused == tuning.tasks and second.manifest.tuning.tasks_tuned == 0
     np.testing.assert_allclose(run_library(second.path / "model.so", example), reference, atol=1e-4, rtol=0)

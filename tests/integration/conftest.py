@@ -79,6 +79,7 @@ def arm_board(make_device, sshd):
 
 @pytest.fixture
 def fake_sensor(tmp_path):
-    sensor = FakeSensor(tmp_path / "ina3221x" / "iio:device1", period_s=0.01).start()
+    # only runners in this test's board caches (make_device puts them below tmp_path) draw power
+    sensor = FakeSensor(tmp_path / "ina3221x" / "iio:device1", period_s=0.01, within=str(tmp_path)).start()
     yield sensor
     sensor.stop()

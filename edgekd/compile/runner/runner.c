@@ -4,11 +4,14 @@
  * Plain C over the tvm-ffi C ABI (tvm/ffi/c_api.h), so it links against the board's prebuilt
  * libtvm_runtime.so / libtvm_ffi.so without any C++ ABI coupling. Contract: docs/artifacts.md.
  *
- *   edgekd-runner --model model.so [--input input.bin | --seed N] --shape 1,3,32,32
+ *   edgekd-runner --model model.so [--input input.bin | --seed N] --shape 1,3,32,32 [--dtype float32]
  *                 [--warmup-runs 1] [--warmup-seconds 0.5] [--runs 50] [--min-seconds 1.0]
  *                 [--threads N] [--affinity 0,3,4,5] [--output-file out.bin]
  *
- * Success: one JSON document on stdout, exit 0. Failure: one line on stderr, exit 1 (usage: 2).
+ * Success: one JSON document on stdout, exit 0. Failure: one line on stderr and exit 1 (runtime/TVM error),
+ * 2 (usage), 3 (input refused: --shape overflows or is absurdly large or empty, the input file's size does not
+ * match shape x dtype, a --dtype the runner cannot feed) or 4 (model unsupported: several outputs, an output
+ * that is not one float32 tensor).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -19,6 +22,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <tvm/ffi/c_api.h>
@@ -26,10 +30,30 @@
 #ifndef EDGEKD_TVM_RUNTIME_VERSION
 #define EDGEKD_TVM_RUNTIME_VERSION "unknown"
 #endif
-#define RUNNER_VERSION "1"
+#define RUNNER_VERSION "2"
 #define MAX_DIMS 8
 #define MAX_CPUS 1024
 #define MAX_INLINE_VALUES 1000
+/* No edge model takes more than this as one input; a larger --shape is a mistake, not a model. */
+#define MAX_INPUT_BYTES (1ULL << 32)
+
+#define EXIT_FAILURE_RUNTIME 1
+#define EXIT_USAGE 2
+#define EXIT_INPUT 3
+#define EXIT_MODEL 4
+
+/* The input dtypes the runner can feed (raw C-order bytes from --input, or generated from --seed). */
+typedef struct {
+  const char *name;
+  uint8_t code;
+  uint8_t bits;
+} DtypeInfo;
+
+static const DtypeInfo DTYPES[] = {
+    {"float32", kDLFloat, 32}, {"float64", kDLFloat, 64}, {"int8", kDLInt, 8},
+    {"int32", kDLInt, 32},     {"int64", kDLInt, 64},     {"uint8", kDLUInt, 8},
+};
+#define N_DTYPES (sizeof DTYPES / sizeof DTYPES[0])
 
 typedef struct {
   const char *model;
@@ -39,6 +63,8 @@ typedef struct {
   int have_seed;
   int64_t shape[MAX_DIMS];
   int ndim;
+  const char *shape_text;
+  const DtypeInfo *dtype;
   int warmup_runs;
   double warmup_seconds;
   int runs;
@@ -52,12 +78,40 @@ typedef struct {
 
 static void fail(const char *what, const char *detail) {
   fprintf(stderr, "edgekd-runner: error: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
-  exit(1);
+  exit(EXIT_FAILURE_RUNTIME);
 }
 
 static void usage_error(const char *message) {
   fprintf(stderr, "edgekd-runner: usage error: %s\n", message);
-  exit(2);
+  exit(EXIT_USAGE);
+}
+
+/* A refused input (shape, size, dtype): one line, exit 3. */
+static void input_error(const char *message) {
+  fprintf(stderr, "edgekd-runner: input error: %s\n", message);
+  exit(EXIT_INPUT);
+}
+
+/* A model the runner cannot report on (several outputs, a non-float32 output): one line, exit 4. */
+static void model_error(const char *message) {
+  fprintf(stderr, "edgekd-runner: unsupported model: %s\n", message);
+  exit(EXIT_MODEL);
+}
+
+/* Checked a * b for sizes: returns 0 on overflow past INT64_MAX. */
+static int checked_mul(uint64_t a, uint64_t b, uint64_t *out) {
+  return !__builtin_mul_overflow(a, b, out) && *out <= (uint64_t)INT64_MAX;
+}
+
+static const DtypeInfo *find_dtype(const char *name) {
+  for (size_t i = 0; i < N_DTYPES; ++i)
+    if (strcmp(DTYPES[i].name, name) == 0) return &DTYPES[i];
+  char message[512];
+  int used = snprintf(message, sizeof message, "--dtype '%.64s' cannot be fed by this runner; supported:", name);
+  for (size_t i = 0; i < N_DTYPES && used > 0 && (size_t)used < sizeof message; ++i)
+    used += snprintf(message + used, sizeof message - (size_t)used, "%s %s", i ? "," : "", DTYPES[i].name);
+  input_error(message);
+  return NULL;
 }
 
 /* Print the raised TVM error as one line (kind: message, newlines folded) and exit. */
@@ -132,11 +186,12 @@ static void parse_args(int argc, char **argv, Options *opt) {
   opt->warmup_seconds = 0.5;
   opt->runs = 50;
   opt->min_seconds = 1.0;
+  opt->dtype = &DTYPES[0];
   for (int i = 1; i < argc; ++i) {
     const char *flag = argv[i];
     if (strcmp(flag, "--help") == 0 || strcmp(flag, "-h") == 0) {
       printf("usage: edgekd-runner --model model.so [--input input.bin | --seed N] --shape 1,3,32,32\n"
-             "       [--warmup-runs 1] [--warmup-seconds 0.5] [--runs 50] [--min-seconds 1.0]\n"
+             "       [--dtype float32] [--warmup-runs 1] [--warmup-seconds 0.5] [--runs 50] [--min-seconds 1.0]\n"
              "       [--threads N] [--affinity 0,3,4,5] [--output-file out.bin]\n");
       exit(0);
     }
@@ -157,6 +212,9 @@ static void parse_args(int argc, char **argv, Options *opt) {
     } else if (strcmp(flag, "--shape") == 0) {
       opt->ndim = parse_int_list(value, flag, list, MAX_DIMS);
       for (int d = 0; d < opt->ndim; ++d) opt->shape[d] = list[d];
+      opt->shape_text = value;
+    } else if (strcmp(flag, "--dtype") == 0) {
+      opt->dtype = find_dtype(value);
     } else if (strcmp(flag, "--warmup-runs") == 0) {
       opt->warmup_runs = (int)parse_long(value, flag);
     } else if (strcmp(flag, "--warmup-seconds") == 0) {
@@ -328,8 +386,9 @@ static LoadedModel load_model(const char *given_path) {
 /* ---------------------------------------------------------------- tensors */
 
 typedef struct {
-  float *data;
+  void *data;
   int64_t count;
+  uint64_t bytes;
   int64_t shape[MAX_DIMS];
   int ndim;
 } HostTensor;
@@ -340,31 +399,88 @@ static void *aligned_buffer(size_t bytes) {
   return buffer;
 }
 
+/* Element count and byte size of --shape x --dtype, refusing overflow, absurd sizes and empty tensors. */
+static void input_size(const Options *opt, int64_t *count, uint64_t *bytes) {
+  char message[512];
+  uint64_t elements = 1;
+  for (int d = 0; d < opt->ndim; ++d) {
+    if (opt->shape[d] == 0) {
+      snprintf(message, sizeof message, "--shape %.200s has a zero dimension (an empty input)", opt->shape_text);
+      input_error(message);
+    }
+    if (!checked_mul(elements, (uint64_t)opt->shape[d], &elements)) elements = 0;
+    if (elements == 0) break;
+  }
+  uint64_t size = 0;
+  if (elements == 0 || !checked_mul(elements, opt->dtype->bits / 8, &size)) {
+    snprintf(message, sizeof message, "--shape %.200s overflows: its element count x %u-byte %s does not fit in 63 bits",
+             opt->shape_text, (unsigned)(opt->dtype->bits / 8), opt->dtype->name);
+    input_error(message);
+  }
+  if (size > MAX_INPUT_BYTES || size > (uint64_t)SIZE_MAX) {
+    snprintf(message, sizeof message, "--shape %.200s x %s needs %llu bytes, above the runner's limit of %llu bytes",
+             opt->shape_text, opt->dtype->name, (unsigned long long)size, (unsigned long long)MAX_INPUT_BYTES);
+    input_error(message);
+  }
+  *count = (int64_t)elements;
+  *bytes = size;
+}
+
+/* Fill with a xorshift sequence in [-1, 1) (floats) or small integers. */
+static void fill_seeded(HostTensor *input, const DtypeInfo *dtype, long seed) {
+  uint64_t state = 0x9E3779B97F4A7C15ULL ^ (uint64_t)seed;
+  for (int64_t i = 0; i < input->count; ++i) {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    double value = (double)(state >> 11) / 9007199254740992.0 * 2.0 - 1.0;
+    if (dtype->code == kDLFloat && dtype->bits == 32) {
+      ((float *)input->data)[i] = (float)value;
+    } else if (dtype->code == kDLFloat) {
+      ((double *)input->data)[i] = value;
+    } else if (dtype->bits == 8 && dtype->code == kDLUInt) {
+      ((uint8_t *)input->data)[i] = (uint8_t)((value + 1.0) * 127.5);
+    } else if (dtype->bits == 8) {
+      ((int8_t *)input->data)[i] = (int8_t)(value * 127.0);
+    } else if (dtype->bits == 32) {
+      ((int32_t *)input->data)[i] = (int32_t)(value * 127.0);
+    } else {
+      ((int64_t *)input->data)[i] = (int64_t)(value * 127.0);
+    }
+  }
+}
+
 static HostTensor make_input(const Options *opt) {
   HostTensor input;
   input.ndim = opt->ndim;
-  input.count = 1;
-  for (int d = 0; d < opt->ndim; ++d) {
-    input.shape[d] = opt->shape[d];
-    input.count *= opt->shape[d];
-  }
-  input.data = aligned_buffer((size_t)input.count * sizeof(float));
+  for (int d = 0; d < opt->ndim; ++d) input.shape[d] = opt->shape[d];
+  input_size(opt, &input.count, &input.bytes);
   if (opt->input) {
     FILE *file = fopen(opt->input, "rb");
     if (file == NULL) fail(opt->input, strerror(errno));
-    size_t got = fread(input.data, sizeof(float), (size_t)input.count, file);
+    struct stat info;
+    char message[1024];
+    if (fstat(fileno(file), &info) == 0 && S_ISREG(info.st_mode) && (uint64_t)info.st_size != input.bytes) {
+      snprintf(message, sizeof message,
+               "%.400s is %llu bytes, which does not match --shape %.200s x %s = %llu bytes (raw, C order)",
+               opt->input, (unsigned long long)info.st_size, opt->shape_text, opt->dtype->name,
+               (unsigned long long)input.bytes);
+      input_error(message);
+    }
+    input.data = aligned_buffer((size_t)input.bytes);
+    size_t got = fread(input.data, 1, (size_t)input.bytes, file);
     int extra = fgetc(file);
     fclose(file);
-    if (got != (size_t)input.count || extra != EOF)
-      fail(opt->input, "size does not match --shape (expected raw float32, C order)");
-  } else {
-    uint64_t state = 0x9E3779B97F4A7C15ULL ^ (uint64_t)opt->seed;
-    for (int64_t i = 0; i < input.count; ++i) {
-      state ^= state << 13;
-      state ^= state >> 7;
-      state ^= state << 17;
-      input.data[i] = (float)((double)(state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+    if (got != (size_t)input.bytes || extra != EOF) {
+      snprintf(message, sizeof message,
+               "%.400s does not match --shape %.200s x %s = %llu bytes (raw, C order; read %s%llu bytes)", opt->input,
+               opt->shape_text, opt->dtype->name, (unsigned long long)input.bytes, extra != EOF ? "more than " : "",
+               (unsigned long long)got);
+      input_error(message);
     }
+  } else {
+    input.data = aligned_buffer((size_t)input.bytes);
+    fill_seeded(&input, opt->dtype, opt->seed);
   }
   return input;
 }
@@ -372,15 +488,15 @@ static HostTensor make_input(const Options *opt) {
 static void ignore_deleter(DLManagedTensor *self) { (void)self; }
 
 /* Wrap the host buffer as a tvm-ffi Tensor (zero copy). */
-static TVMFFIObjectHandle input_tensor(HostTensor *input) {
+static TVMFFIObjectHandle input_tensor(HostTensor *input, const DtypeInfo *dtype) {
   static DLManagedTensor managed;
   memset(&managed, 0, sizeof managed);
   managed.dl_tensor.data = input->data;
   managed.dl_tensor.device.device_type = kDLCPU;
   managed.dl_tensor.device.device_id = 0;
   managed.dl_tensor.ndim = input->ndim;
-  managed.dl_tensor.dtype.code = kDLFloat;
-  managed.dl_tensor.dtype.bits = 32;
+  managed.dl_tensor.dtype.code = dtype->code;
+  managed.dl_tensor.dtype.bits = dtype->bits;
   managed.dl_tensor.dtype.lanes = 1;
   managed.dl_tensor.shape = input->shape;
   managed.deleter = ignore_deleter;
@@ -389,31 +505,44 @@ static TVMFFIObjectHandle input_tensor(HostTensor *input) {
   return tensor;
 }
 
-/* The DLTensor inside a result: a Tensor, or the first item of an Array. */
+/* The DLTensor inside a result: a Tensor, or the only item of a one-item Array. A model with several outputs
+ * is refused: the artifact, the bench and its reference comparison describe exactly one output tensor, and
+ * silently timing/reporting the first of several would compare the wrong thing. */
 static DLTensor *result_tensor(TVMFFIAny *result) {
   TVMFFIAny *value = result;
   if (value->type_index == kTVMFFIArray) {
     TVMFFISeqCell *seq = (TVMFFISeqCell *)((char *)value->v_obj + sizeof(TVMFFIObject));
-    if (seq->size < 1) fail("model returned an empty tuple", NULL);
+    if (seq->size != 1) {
+      char message[256];
+      snprintf(message, sizeof message,
+               "the model returns %lld outputs; the runner supports exactly one output tensor "
+               "(export a model with a single output)", (long long)seq->size);
+      model_error(message);
+    }
     value = (TVMFFIAny *)seq->data;
   }
-  if (value->type_index != kTVMFFITensor) fail("model output is not a tensor", NULL);
+  if (value->type_index != kTVMFFITensor) model_error("the model's output is not a tensor");
   return (DLTensor *)((char *)value->v_obj + sizeof(TVMFFIObject));
 }
 
 static HostTensor copy_output(TVMFFIAny *result) {
   DLTensor *tensor = result_tensor(result);
-  if (tensor->dtype.code != kDLFloat || tensor->dtype.bits != 32 || tensor->ndim > MAX_DIMS)
-    fail("model output", "only float32 outputs of at most 8 dimensions are supported");
+  if (tensor->dtype.code != kDLFloat || tensor->dtype.bits != 32 || tensor->dtype.lanes != 1 ||
+      tensor->ndim < 0 || tensor->ndim > MAX_DIMS)
+    model_error("only float32 outputs of at most 8 dimensions are supported");
   HostTensor output;
   output.ndim = tensor->ndim;
-  output.count = 1;
+  uint64_t count = 1;
   for (int d = 0; d < tensor->ndim; ++d) {
     output.shape[d] = tensor->shape[d];
-    output.count *= tensor->shape[d];
+    if (tensor->shape[d] < 0 || !checked_mul(count, (uint64_t)tensor->shape[d], &count))
+      model_error("the model's output shape overflows");
   }
-  output.data = aligned_buffer((size_t)output.count * sizeof(float));
-  memcpy(output.data, (char *)tensor->data + tensor->byte_offset, (size_t)output.count * sizeof(float));
+  if (!checked_mul(count, sizeof(float), &output.bytes) || output.bytes > (uint64_t)SIZE_MAX)
+    model_error("the model's output shape overflows");
+  output.count = (int64_t)count;
+  output.data = aligned_buffer((size_t)output.bytes);
+  memcpy(output.data, (char *)tensor->data + tensor->byte_offset, (size_t)output.bytes);
   return output;
 }
 
@@ -499,7 +628,7 @@ int main(int argc, char **argv) {
   long rss_before = read_status_kb("VmRSS");
   double load_start = now_monotonic();
   LoadedModel model = load_model(opt.model);
-  TVMFFIObjectHandle input_handle = input_tensor(&input);
+  TVMFFIObjectHandle input_handle = input_tensor(&input, opt.dtype);
   double init_ms = (now_monotonic() - load_start) * 1e3;
   long rss_after = read_status_kb("VmRSS");
 
@@ -557,7 +686,7 @@ int main(int argc, char **argv) {
   printf(", \"values\": [");
   int64_t inline_count = output.count < MAX_INLINE_VALUES ? output.count : MAX_INLINE_VALUES;
   for (int64_t i = 0; i < inline_count; ++i) {
-    float value = output.data[i];
+    float value = ((const float *)output.data)[i];
     if (isfinite(value)) {
       printf("%s%.9g", i ? ", " : "", value);
     } else {
