@@ -326,7 +326,7 @@ class Connection:
         if isinstance(err, (OSError, socket.timeout, paramiko.ssh_exception.NoValidConnectionsError)):
             reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
             return DeviceError(f"cannot reach {self.label}: {reason}; check that the board is up and sshd runs")
-        return DeviceError(f"SSH to {self.label} failed: {err or type(err).__name__}")
+        return DeviceError(f"SSH to {self.label} failed: {_reason(err)}; check the board / network and run again")
 
     @contextlib.contextmanager
     def _deadline(self, step: str, *, watchdog: bool = False):
@@ -357,7 +357,7 @@ class Connection:
                 ) from None
             if isinstance(err, (EOFError, paramiko.SSHException, ConnectionError)):  # the link, not a file
                 self.close()
-                raise DeviceError(f"connection to {self.label} lost during {step}: {err or type(err).__name__}; "
+                raise DeviceError(f"connection to {self.label} lost during {step}: {_reason(err)}; "
                                   "check the board / network and run again") from None
             raise  # a file-level error (no such file, permission): the caller decides
         finally:
@@ -417,7 +417,7 @@ class Connection:
             if self._silent:
                 raise DeviceError(f"board {self.name}: no answer for {self.connect_timeout:g} s during run of "
                                   f"{cmd[0]} ({self.label}); check the board / network") from None
-            raise DeviceError(f"connection to {self.label} lost while running {cmd[0]}: {error}") from None
+            raise DeviceError(f"connection to {self.label} lost while running {cmd[0]}: {_reason(error)}") from None
         seconds = time.perf_counter() - start
         timed_out = abandoned or (timeout is not None and code in (124, 137))
         return Result(line, code, out, err, seconds, timed_out)
@@ -595,6 +595,11 @@ def _load_host_keys(host_keys: paramiko.HostKeys, path: Path) -> None:
         if parsed is not None:
             for name in parsed.hostnames:
                 host_keys.add(name, parsed.key.get_name(), parsed.key)
+
+
+def _reason(err: BaseException) -> str:
+    """What went wrong, never empty (paramiko raises some exceptions without a message)."""
+    return str(err).strip() or f"{type(err).__name__} (the connection closed)"
 
 
 def _ping(transport: paramiko.Transport, answered: threading.Event) -> None:

@@ -8,6 +8,7 @@ keeps running); every test resumes and kills what it froze.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -23,7 +24,7 @@ from edgekd.device import connect, ssh
 from edgekd.device.manage import fetch_host_key, trust_host_key
 from edgekd.device.ssh import Connection
 from edgekd.errors import ConfigError, DeviceError
-from edgekd.testing.boards import Sshd, _descendants, keygen
+from edgekd.testing.boards import Sshd, _descendants, keygen, stand_in_artifact
 
 DEADLINE = 2.0
 MARGIN = 3.0
@@ -209,8 +210,13 @@ def test_cli_trust_shows_the_jump_host_first(jump, sshd, user_key, tmp_path, cap
     out = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in out if "SHA256:" in line][-2:] == [
         f"127.0.0.1:{jump.port}", f"127.0.0.1:{sshd.port}"]
-    with connect(DeviceStore().get("behind")) as conn:
-        assert conn.run(["true"]).ok
+    # the board behind the jump host then benches, through the CLI, with no other device added
+    artifact = stand_in_artifact(tmp_path / "artifact")
+    results = tmp_path / "behind-results.jsonl"
+    assert main(["bench", str(artifact), "--device", "behind", "--runs", "5", "--min-seconds", "0",
+                 "--warmup-seconds", "0", "--idle-seconds", "0", "--results", str(results), "--json"]) == 0
+    row = json.loads(results.read_text().splitlines()[-1])
+    assert row["device"] == "behind" and row["top1_agree"] == 1.0
 
 
 def test_proxyjump_cycle_is_one_config_error():
