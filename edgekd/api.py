@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from edgekd.compile.api import Artifact, CompileOptions, compile_model, default_output_dir
 from edgekd.config.devices import Device
-from edgekd.config.recipe import Recipe, RecipeEntry, list_recipes, load_recipe, scan_recipes
-from edgekd.config.target import TargetEntry, TargetProfile, list_targets, load_target, scan_targets
+from edgekd.config.loading import ConfigEntry
+from edgekd.config.recipe import Recipe, list_recipes, load_recipe, scan_recipes
+from edgekd.config.target import TargetProfile, list_targets, load_target, scan_targets
 from edgekd.device.bench import BenchOptions, BenchResult
 from edgekd.device.lock import board_lock
 from edgekd.device.manage import (
@@ -46,7 +47,7 @@ from edgekd.pipeline.train import RunResult, build_student, distill, load_teache
 
 __all__ = [
     "Artifact", "BenchOptions", "BenchResult", "CompileOptions", "CompressResult", "Device", "DeviceProbe",
-    "DeviceSetup", "HostKey", "Recipe", "RecipeEntry", "RunResult", "StoredDevice", "TargetEntry", "TargetProfile",
+    "DeviceSetup", "HostKey", "ConfigEntry", "Recipe", "RunResult", "StoredDevice", "TargetProfile",
     "add_device", "bench", "build_student", "compile_model", "compress", "default_output_dir", "distill",
     "fetch_host_key", "format_count", "get_device", "list_devices", "list_recipes", "list_targets", "load_recipe",
     "load_target", "load_teacher", "probe_device", "remove_device", "scan_recipes", "scan_targets", "setup_device",

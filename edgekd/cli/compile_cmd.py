@@ -64,7 +64,7 @@ def list_(json_: bool = JsonOpt) -> None:
         return
     rows, styles = [], []
     for entry in entries:
-        profile = entry.profile
+        profile = entry.value
         if profile is None:
             rows.append((entry.name, "-", "-", "-", f"INVALID: {entry.error}"))
             styles.append("red")
@@ -75,7 +75,7 @@ def list_(json_: bool = JsonOpt) -> None:
 
 
 def _target_row(entry) -> dict:
-    profile = entry.profile
+    profile = entry.value
     if profile is None:
         return {"name": entry.name, "path": str(entry.path), "error": entry.error}
     return {"name": profile.name, "arch": profile.arch, "cpu": profile.tvm_target.mcpu,

@@ -24,7 +24,7 @@ def list_(json_: bool = JsonOpt) -> None:
 
     rows = []
     for entry in api.scan_recipes():
-        recipe = entry.recipe
+        recipe = entry.value
         rows.append({"name": entry.name, "path": str(entry.path),
                      "model": recipe.teacher.model.name if recipe else None,
                      "description": recipe.description if recipe else None, "error": entry.error})

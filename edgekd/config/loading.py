@@ -8,8 +8,10 @@ Every config schema (recipe, target profile, device entry) goes through :func:`l
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -17,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from edgekd.errors import ConfigError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+ConfigT = TypeVar("ConfigT")
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
@@ -102,8 +105,42 @@ def resolve_named(name_or_path: str, search_dirs: list[Path], kind: str) -> Path
             path = directory / f"{name_or_path}{suffix}"
             if path.is_file():
                 return path
-    available = sorted({p.stem for d in search_dirs if d.is_dir() for p in d.glob("*.y*ml")})
+    available = list(named_files(search_dirs))
     raise ConfigError(
         f"{kind} {name_or_path!r}: not found in {', '.join(str(d) for d in search_dirs)}; "
         f"available: {', '.join(available) or '(none)'}"
     )
+
+
+def named_files(search_dirs: list[Path]) -> dict[str, Path]:
+    """Every ``NAME.yaml`` / ``NAME.yml`` in ``search_dirs``, by name (sorted); the first directory holding a
+    name wins, as in :func:`resolve_named`."""
+    found: dict[str, Path] = {}
+    for directory in search_dirs:
+        for path in sorted(directory.glob("*.y*ml")) if directory.is_dir() else []:
+            if path.suffix in {".yaml", ".yml"}:
+                found.setdefault(path.stem, path)
+    return dict(sorted(found.items()))
+
+
+@dataclass(frozen=True)
+class ConfigEntry(Generic[ConfigT]):
+    """One config file found by :func:`scan_named`: the loaded value, or the one-line reason it does not load."""
+
+    name: str
+    path: Path
+    value: ConfigT | None = None
+    error: str | None = None
+
+
+def scan_named(search_dirs: list[Path], load: Callable[[Path], ConfigT]) -> list[ConfigEntry[ConfigT]]:
+    """Every file of :func:`named_files`, loaded with ``load``; an invalid one is an entry with its error, so one
+    bad user file never hides the others (a user file still hides a shipped one of its name, valid or not:
+    that is what loading the name would use)."""
+    entries = []
+    for name, path in named_files(search_dirs).items():
+        try:
+            entries.append(ConfigEntry(name, path, value=load(path)))
+        except ConfigError as err:
+            entries.append(ConfigEntry(name, path, error=str(err)))
+    return entries

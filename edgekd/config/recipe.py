@@ -18,14 +18,13 @@ from __future__ import annotations
 import copy
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from edgekd.config.loading import load_yaml, resolve_named, validate
+from edgekd.config.loading import ConfigEntry, load_yaml, named_files, resolve_named, scan_named, validate
 from edgekd.errors import ConfigError
 from edgekd.paths import config_dir, shipped_dir
 
@@ -223,32 +222,12 @@ def recipe_dirs() -> list[Path]:
 
 def list_recipes() -> list[Path]:
     """The recipe files by name; a user recipe hides a shipped one of the same name."""
-    seen: dict[str, Path] = {}
-    for directory in recipe_dirs():
-        for path in sorted(directory.glob("*.yaml")) if directory.is_dir() else []:
-            seen.setdefault(path.stem, path)
-    return [seen[name] for name in sorted(seen)]
+    return list(named_files(recipe_dirs()).values())
 
 
-@dataclass(frozen=True)
-class RecipeEntry:
-    """One recipe file found by :func:`scan_recipes`: the validated recipe, or why it does not load."""
-
-    name: str
-    path: Path
-    recipe: Recipe | None = None
-    error: str | None = None
-
-
-def scan_recipes() -> list[RecipeEntry]:
+def scan_recipes() -> list[ConfigEntry[Recipe]]:
     """Every recipe of :func:`list_recipes`, loaded; an invalid file is an entry with its one-line error."""
-    entries = []
-    for path in list_recipes():
-        try:
-            entries.append(RecipeEntry(path.stem, path, recipe=load_recipe(path)))
-        except ConfigError as err:
-            entries.append(RecipeEntry(path.stem, path, error=str(err)))
-    return entries
+    return scan_named(recipe_dirs(), load_recipe)
 
 
 def load_recipe(

@@ -13,19 +13,18 @@ roofline priors (informative: nothing decides on them), and plain-language notes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from edgekd.config.loading import load_yaml, resolve_named, validate
+from edgekd.config.loading import ConfigEntry, load_yaml, resolve_named, scan_named, validate
 from edgekd.errors import ConfigError
 from edgekd.paths import config_dir, shipped_dir
 
 __all__ = [
     "TargetProfile", "TvmTarget", "RuntimeSource", "ThreadDefaults", "PowerSensor", "Roofline",
-    "TargetEntry", "load_target", "list_targets", "scan_targets", "target_search_dirs",
+    "load_target", "list_targets", "scan_targets", "target_search_dirs",
 ]
 
 TOOLCHAINS = ("zig-aarch64", "host-cc", "android-ndk")
@@ -181,35 +180,15 @@ def load_target(name_or_path: str | Path) -> TargetProfile:
     return profile
 
 
-@dataclass(frozen=True)
-class TargetEntry:
-    """One profile file found by :func:`scan_targets`: the validated profile, or why it does not load."""
-
-    name: str
-    path: Path
-    profile: TargetProfile | None = None
-    error: str | None = None
-
-
-def scan_targets() -> list[TargetEntry]:
+def scan_targets() -> list[ConfigEntry[TargetProfile]]:
     """Every profile file by name, loaded; an invalid one is an entry with its one-line error instead.
 
     A user profile hides a shipped one of the same name (even when it is invalid: that is what
     :func:`load_target` would use).
     """
-    found: dict[str, Path] = {}
-    for directory in target_search_dirs():
-        for path in sorted(directory.glob("*.y*ml")) if directory.is_dir() else []:
-            found.setdefault(path.stem, path)
-    entries = []
-    for name in sorted(found):
-        try:
-            entries.append(TargetEntry(name, found[name], profile=load_target(found[name])))
-        except ConfigError as err:
-            entries.append(TargetEntry(name, found[name], error=str(err)))
-    return entries
+    return scan_named(target_search_dirs(), load_target)
 
 
 def list_targets() -> list[TargetProfile]:
     """Every valid profile, by name (see :func:`scan_targets`, which also reports the invalid ones)."""
-    return [entry.profile for entry in scan_targets() if entry.profile is not None]
+    return [entry.value for entry in scan_targets() if entry.value is not None]

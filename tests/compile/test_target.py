@@ -100,7 +100,7 @@ def test_a_broken_user_profile_hides_no_shipped_one(tmp_path, monkeypatch):
     (_user_targets() / "garbled.yaml").write_text("name: [\n")
     assert {profile.name for profile in list_targets()} == SHIPPED
     entries = {entry.name: entry for entry in scan_targets()}
-    assert entries["broken"].profile is None and "threads.default=0" in entries["broken"].error
+    assert entries["broken"].value is None and "threads.default=0" in entries["broken"].error
     assert entries["garbled"].path == _user_targets() / "garbled.yaml" and "malformed" in entries["garbled"].error
     assert load_target("jetson-tx2").name == "jetson-tx2"
     with pytest.raises(ConfigError, match="threads.default=0"):
