@@ -131,7 +131,7 @@ def write_manifest(directory: Path, manifest: Manifest) -> Manifest:
     return manifest
 
 
-_SHA256 = re.compile(r"[0-9a-f]{64}")
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")  # a sha256 as the manifest and the board cache name blobs
 
 
 def check_name(name: object) -> str | None:
@@ -151,20 +151,31 @@ def check_name(name: object) -> str | None:
     return None
 
 
+def file_problem(root: Path, name: object) -> str | None:
+    """Why ``name`` is not a safe file of the artifact at ``root`` (None = it is): :func:`check_name`, and it
+    must stay inside ``root`` once symlinks are followed."""
+    problem = check_name(name)
+    if problem is None and root.resolve() not in (root.resolve() / name).resolve().parents:
+        problem = "resolves outside the artifact (symlink?)"
+    return problem
+
+
+def sha256_problem(sha: object) -> str | None:
+    """Why ``sha`` is not a sha256 that may name a blob (None = it is)."""
+    return None if isinstance(sha, str) and SHA256_HEX.fullmatch(sha) else f"sha256 {sha!r} is not 64 hex digits"
+
+
 def _check_names(artifact: Path, path: Path, manifest: Manifest) -> None:
     """Every file name the manifest uses is safe and stays inside the artifact (symlinks included)."""
     names = [manifest.library, manifest.input.file, manifest.output.file, *manifest.runtime_libs,
              *([manifest.runner] if manifest.runner else []), *([manifest.onnx] if manifest.onnx else []),
              *manifest.files]
-    root = artifact.resolve()
     for name in names:
-        problem = check_name(name)
-        if problem is None and root not in (root / name).resolve().parents:
-            problem = "resolves outside the artifact (symlink?)"
+        problem = file_problem(artifact, name)
         if problem:
             raise CheckpointError(f"{path}: file name {name!r} refused ({problem}); not a trustworthy manifest")
     for name, sha in manifest.files.items():
-        if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+        if sha256_problem(sha):
             raise CheckpointError(f"{path}: {name!r} has no valid sha256 ({sha!r}); not a trustworthy manifest")
 
 

@@ -30,13 +30,13 @@ import errno
 import hashlib
 import os
 import posixpath
-import re
 import secrets
 import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgekd.compile.artifact import SHA256_HEX, file_problem, sha256_problem
 from edgekd.errors import DeviceError
 
 _VERIFY_AND_STAGE = r"""
@@ -93,7 +93,6 @@ _CLEAN = r"""chmod -R u+w "$1" 2>/dev/null; rm -rf "$1" """
 SEAL_MTIME = 946684800  # 2000-01-01T00:00:00Z
 #: Seconds after which a stage's blobs are all hashed again on the next push.
 REHASH_EVERY_S = 24 * 3600
-_SHA256_NAME = re.compile(r"[0-9a-f]{64}")
 
 _LOCK = r'exec 9>>"$1" || exit 3; flock -x -w "$2" 9 || exit 75; echo locked; exec cat'
 
@@ -264,15 +263,8 @@ def push(conn, artifact_dir: Path, files: dict[str, str], cache: str, *, lock_ti
 
 def _check_files(artifact_dir: Path, files: dict[str, str]) -> None:
     """Refuse a name that could leave the artifact or the stage, or a sha256 that is not a plain blob name."""
-    from edgekd.compile.artifact import check_name
-
-    root = Path(artifact_dir).resolve()
     for rel, sha in files.items():
-        problem = check_name(rel)
-        if problem is None and root not in (root / rel).resolve().parents:
-            problem = "resolves outside the artifact (symlink?)"
-        if problem is None and not (isinstance(sha, str) and _SHA256_NAME.fullmatch(sha)):
-            problem = f"sha256 {sha!r} is not 64 hex digits"
+        problem = file_problem(Path(artifact_dir), rel) or sha256_problem(sha)
         if problem:
             raise DeviceError(f"refusing to push {artifact_dir}: file {rel!r}: {problem}")
 
@@ -307,7 +299,7 @@ def verify_cache(conn, cache: str, *, lock_timeout: float = 60.0) -> CacheCheck:
         return report
     except OSError as err:
         raise _not_writable(conn, cache, err) from None
-    blobs = {a.filename: a.st_size for a in entries if _SHA256_NAME.fullmatch(a.filename)}
+    blobs = {a.filename: a.st_size for a in entries if SHA256_HEX.fullmatch(a.filename)}
     report.checked = sorted(blobs)
     report.bytes_checked = sum(blobs.values())
     if blobs:
