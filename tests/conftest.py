@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from support import TINY_OVERRIDES, require
+from support import TINY_OVERRIDES, host_profile_copy, require
 
 from edgekd.paths import project_root
 
@@ -81,20 +81,13 @@ def warm_tuning(tmp_path_factory):
     lives in the user cache, as a user's would, and is removed at the end; later tests compile or profile
     against this warm database instead of tuning again. Yields ``(profile_path, first_artifact)``."""
     import shutil
-    import uuid
-
-    import yaml
 
     from edgekd.compile import CompileOptions, compile_model
     from edgekd.compile.tuning import database_dir
-    from edgekd.paths import shipped_dir
     from edgekd.testing.models import small_net
 
-    name = f"host-test-{uuid.uuid4().hex[:8]}"
-    profile = tmp_path_factory.mktemp("warm-tuning") / f"{name}.yaml"
-    host = yaml.safe_load((shipped_dir("targets") / "host.yaml").read_text())
-    profile.write_text(yaml.safe_dump(host | {"name": name}))
+    profile = host_profile_copy(tmp_path_factory.mktemp("warm-tuning"))
     artifact = compile_model(small_net(), str(profile), profile.parent / "first",
                              CompileOptions(tune_trials=8, onnx=False, runner=False))
     yield profile, artifact
-    shutil.rmtree(database_dir(name), ignore_errors=True)
+    shutil.rmtree(database_dir(profile.stem), ignore_errors=True)

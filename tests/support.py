@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
+from pathlib import Path
 
 import pytest
 
@@ -33,3 +35,18 @@ TINY_OVERRIDES = [
     "structure.learn.epochs=2", "structure.learn.lr=0.05", "structure.update_every=1", "structure.lambda_rate=3",
     "structure.finetune.epochs=1",
 ]
+
+
+def host_profile_copy(directory: Path) -> Path:
+    """A copy of the shipped host profile under a unique name (``host-test-XXXXXXXX.yaml`` in ``directory``), so
+    that a test owns its tuning database (databases are kept per target name)."""
+    import yaml
+
+    from edgekd.paths import shipped_dir
+
+    name = f"host-test-{uuid.uuid4().hex[:8]}"
+    data = yaml.safe_load((shipped_dir("targets") / "host.yaml").read_text()) | {"name": name}
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path

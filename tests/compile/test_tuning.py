@@ -8,20 +8,19 @@ import json
 import os
 import shutil
 import tempfile
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
 from compile_helpers import read_float32
+from support import host_profile_copy
 
 from edgekd.compile import CompileOptions, compile_model
 from edgekd.compile import tuning as tuning_module
 from edgekd.compile.build import run_library
 from edgekd.compile.tuning import LEDGER_NAME, database_dir, tune_module
-from edgekd.config.target import load_target, target_search_dirs
+from edgekd.config.target import load_target
 from edgekd.errors import ToolchainError
 from edgekd.testing.models import small_net
 
@@ -31,14 +30,10 @@ PER_TASK = 16  # trials per task in the deadline tests: two batches of 8 (tuning
 @pytest.fixture()
 def private_host_target():
     """A copy of the host profile under a unique name, so the test owns its tuning database."""
-    name = f"host-test-{uuid.uuid4().hex[:8]}"
-    data = yaml.safe_load((target_search_dirs()[1] / "host.yaml").read_text()) | {"name": name}
-    directory = Path(os.environ["EDGEKD_CONFIG_DIR"]) / "targets"
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / f"{name}.yaml").write_text(yaml.safe_dump(data))
-    yield name
-    (directory / f"{name}.yaml").unlink()
-    shutil.rmtree(database_dir(name), ignore_errors=True)
+    profile = host_profile_copy(Path(os.environ["EDGEKD_CONFIG_DIR"]) / "targets")
+    yield profile.stem
+    profile.unlink()
+    shutil.rmtree(database_dir(profile.stem), ignore_errors=True)
 
 
 @pytest.mark.slow
