@@ -21,6 +21,7 @@ from edgekd.config.devices import Device
 from edgekd.config.loading import ConfigEntry
 from edgekd.config.recipe import Recipe, list_recipes, load_recipe, scan_recipes
 from edgekd.config.target import TargetProfile, list_targets, load_target, scan_targets
+from edgekd.device.baselines import parse_baseline
 from edgekd.device.bench import BenchOptions, BenchResult
 from edgekd.device.lock import board_lock
 from edgekd.device.manage import (
@@ -40,10 +41,16 @@ from edgekd.device.manage import (
     trust_host_key,
     verify_device_cache,
 )
+from edgekd.errors import ConfigError
+from edgekd.learn.progress import task_progress
 from edgekd.models.counting import format_count
 from edgekd.pipeline.bench import bench
+from edgekd.pipeline.compile import compile_on_device
 from edgekd.pipeline.compress import CompressResult, compress
+from edgekd.pipeline.default_recipe import compress_model, model_blocks
 from edgekd.pipeline.train import RunResult, build_student, distill, load_teacher, train
+from edgekd.results.query import DEFAULT_COLUMNS, ResultsQuery, query_results, select_columns
+from edgekd.results.report import Report, build_report, default_report_dir, report_source_for_artifact
 
 __all__ = [
     "Artifact", "BenchOptions", "BenchResult", "CompileOptions", "CompressResult", "Device", "DeviceProbe",
@@ -54,4 +61,8 @@ __all__ = [
     "train", "trust_host_key",
     "CacheVerify", "clean_device_cache", "verify_device_cache",
     "board_lock",
+    "ConfigError", "compress_model", "model_blocks", "parse_baseline", "task_progress",
+    "DEFAULT_COLUMNS", "Report", "ResultsQuery", "build_report", "default_report_dir", "query_results",
+    "report_source_for_artifact", "select_columns",
+    "compile_on_device",
 ]

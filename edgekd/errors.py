@@ -44,3 +44,12 @@ class CompileError(EdgekdError):
 
 class DeviceError(EdgekdError):
     """An SSH device that is unreachable, untrusted, misconfigured, or whose runner failed."""
+
+
+class StructureError(EdgekdError):
+    """A network whose channel structure edgekd cannot trace or prune: names the module path and the op."""
+
+
+class PruningError(StructureError):
+    """The physically pruned network does not compute what the masked one did: names the first module whose
+    output differs and by how much."""

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-shot, idempotent set-up of everything edgekd and its tests need on a fresh Debian/Ubuntu machine:
 #   - system packages: openssh-server (loopback test boards), qemu-user + the aarch64 glibc sysroot
-#     (emulated aarch64 board), binutils (readelf checks);
+#     (emulated aarch64 board), binutils (readelf checks), chromium + chromium-driver (the HTML report is
+#     checked in headless Chromium);
 #   - a virtual environment .venv with the locked Python packages (requirements.lock) and edgekd itself.
 # Re-running it only installs what is missing.
 set -euo pipefail
@@ -12,6 +13,8 @@ command -v /usr/sbin/sshd >/dev/null 2>&1 || need_apt+=(openssh-server)
 command -v qemu-aarch64 >/dev/null 2>&1 || need_apt+=(qemu-user)
 [ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] || need_apt+=(g++-aarch64-linux-gnu)
 command -v readelf >/dev/null 2>&1 || need_apt+=(binutils)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)              # the report tests' headless browser
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing system packages: ${need_apt[*]}" >&2
   SUDO=""

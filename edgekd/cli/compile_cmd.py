@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import typer
 import yaml
 
@@ -29,6 +31,9 @@ def compile_(
     no_weight_prepack: bool = typer.Option(False, "--no-weight-prepack",
                                            help="Keep the weights' layout when tuning (no blocked layouts)."),
     no_onnx: bool = typer.Option(False, "--no-onnx", help="Skip the ONNX export."),
+    device: str = typer.Option(None, "--device", "-d",
+                               help="Time tuning candidates on this board over SSH (see `edgekd device add`); "
+                                    "records are kept per target and board CPU."),
     json_: bool = JsonOpt,
 ) -> None:
     """Compile a model with TVM for a target: model library, runner, runtime libs, reference I/O, ONNX."""
@@ -37,7 +42,20 @@ def compile_(
     out_dir = out or api.default_output_dir(model, target)
     options = api.CompileOptions(tune_trials=tune_trials, tune_max_minutes=tune_minutes, onnx=not no_onnx,
                                  weight_prepack=not no_weight_prepack)
-    artifact = api.compile_model(model, target, out_dir, options)
+    bar = (api.task_progress(f"tuning for {target}", total=tune_trials, unit="trials") if tune_trials
+           else contextlib.nullcontext(lambda *args: None))
+    with bar as advance:
+        def on_batch(trials: int, task: str, fastest_ms: float | None) -> None:
+            advance(trials, f"{task}: {fastest_ms:.3g} ms" if fastest_ms is not None else f"{task}: -")
+
+        if device:
+            artifact = api.compile_on_device(model, target, out_dir, options, device=device, on_batch=on_batch)
+        else:
+            artifact = api.compile_model(model, target, out_dir, options, on_batch=on_batch)
+    if not artifact.tuned:
+        console.print("note: this artifact is untuned: on CPUs untuned TVM is about two orders of magnitude slower "
+                      "than tuned (and than ONNX Runtime); tune with --tune-trials N (e.g. 500; records are kept "
+                      "and reused) and, for a board, --device NAME", markup=False, soft_wrap=True)
     if json_:
         emit_json(artifact.to_json())
         return

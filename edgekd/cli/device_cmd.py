@@ -7,6 +7,7 @@ summaries of actions go to stderr (see :mod:`edgekd.cli.common`).
 from __future__ import annotations
 
 import shlex
+import statistics
 from pathlib import Path
 
 import typer
@@ -160,7 +161,8 @@ def clean(name: str) -> None:
 
 
 def bench_cmd(
-    artifact: Path = typer.Argument(..., help="Artifact directory from `edgekd compile`."),
+    artifact: Path = typer.Argument(..., help="Artifact directory from `edgekd compile`, or a model (model.pt, "
+                                              "model.pt2, run dir) to compile, untuned, for the device's target."),
     device: str = typer.Option("local", "--device", "-d", help="Device name (`local` = this host, no SSH)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
     repeat: int = typer.Option(1, "--repeat", min=1, help="Measurements (runner invocations)."),
@@ -176,6 +178,13 @@ def bench_cmd(
     store: bool = typer.Option(True, "--store/--no-store", help="Append rows to the results store."),
     lock_timeout: float = typer.Option(3600.0, "--lock-timeout", min=0.0,
                                        help="Seconds to wait while another bench holds the board; then fail."),
+    report: bool = typer.Option(False, "--report/--no-report",
+                                help="Write the HTML report of the artifact's run (or of the store) at the end."),
+    baseline: list[str] = typer.Option(None, "--baseline",
+                                       help="Also time this runtime on the same board after each TVM repeat, same "
+                                            "input and threads (onnxruntime: the artifact's model.onnx)."),
+    baseline_python: str = typer.Option(None, "--baseline-python",
+                                        help="The board's Python with the baseline runtime (default python3)."),
 ) -> None:
     """Push an artifact to a device, run it, compare with PyTorch and record the measurement.
 
@@ -187,26 +196,59 @@ def bench_cmd(
         threads=threads, affinity=[int(c) for c in affinity.split(",")] if affinity else None, runs=runs,
         min_seconds=min_seconds, warmup_seconds=warmup_seconds, repeat=repeat, cooldown_s=cooldown,
         timeout_s=timeout, idle_seconds=idle_seconds, lock_timeout_s=lock_timeout,
+        baselines=tuple(api.parse_baseline(name) for name in baseline or ()), baseline_python=baseline_python,
     )
-    measured = api.bench(artifact, device=device, options=options, results=results, store=store)
+    measured = api.bench(artifact, device=device, options=options, results=results, store=store,
+                         on_compile=lambda out: console.print(f"compiling {artifact} for the device into {out}",
+                                                              markup=False, soft_wrap=True))
     docs = [r.to_json() for r in measured]
     if as_json:
         emit_json(docs[0] if len(docs) == 1 else {"device": device, "measurements": docs})
-        return
+    else:
+        for result in measured:
+            console.print(summary_text(result))
+        if comparison := runtime_comparison(measured):
+            console.print(comparison)
+    if store:  # where the report of these measurements is (stderr)
+        source = api.report_source_for_artifact(measured[0].artifact if measured else artifact, results)
+        if report:
+            console.print(f"report: {api.build_report(source, store=results).html}", markup=False, soft_wrap=True)
+        else:
+            console.print(f"report: `edgekd report {source}` writes it", markup=False, soft_wrap=True)
+
+
+def runtime_comparison(measured) -> str | None:
+    """TVM's median p50 beside each baseline runtime's, measured in the same bench (None without baselines)."""
+    p50s: dict[str, list[float]] = {}
     for result in measured:
-        console.print(summary_text(result))
+        if result.latency_valid and result.timing_ms.get("p50") is not None:
+            p50s.setdefault(result.runtime, []).append(result.timing_ms["p50"])
+    if "tvm" not in p50s or len(p50s) < 2:
+        return None
+    tvm = statistics.median(p50s["tvm"])
+    parts = [f"TVM p50 {tvm:.4g} ms"]
+    for runtime, values in p50s.items():
+        if runtime != "tvm":
+            other = statistics.median(values)
+            parts.append(f"{runtime} p50 {other:.4g} ms (TVM ÷ {runtime} = {tvm / other:.2f})")
+    return "Same bench, interleaved: " + ", ".join(parts)
 
 
 def summary_text(result) -> str:
     """A TFLite ``benchmark_model``-style summary of one measurement."""
     doc = result.to_json()
     timing = result.timing_ms
+    if result.runtime != "tvm":
+        return _baseline_text(result, doc, timing)
     lines = [
         f"[bold]{doc['model']}[/] on [bold]{doc['device']}[/] ({doc['target']}, {doc['arch']}), "
         f"{doc['threads']} threads, affinity {','.join(map(str, doc['affinity'])) or 'any'}, "
         f"governor {doc['governor']}" + ("" if doc["governor"] == "performance" else " (warning: not performance)"),
         f"Init: {doc['init_ms']} ms, first inference: {doc['first_inference_ms']} ms, "
         f"warm-up runs: {doc['warmup_runs']}",
+        f"Runtime: TVM, tuned with {doc['tune_trials']} trials" if doc["tuned"] else
+        "Runtime: TVM, [yellow]untuned[/] (on CPUs untuned TVM is about two orders of magnitude slower than tuned; "
+        "compile with --tune-trials N)",
     ]
     stats = " ".join(f"{k}={timing.get(k)}" for k in ("mean", "std", "min", "p50", "p90", "p95", "p99", "max"))
     if result.latency_valid:
@@ -224,6 +266,14 @@ def summary_text(result) -> str:
     lines.append(f"Uploaded {len(up['uploaded'])} files ({up['bytes']} B), {up['skipped']} cached; "
                  f"bench {doc['bench_wall_s']} s, overhead beyond timed runs {doc['overhead_s']} s")
     return "\n".join(lines)
+
+
+def _baseline_text(result, doc: dict, timing: dict) -> str:
+    stats = " ".join(f"{k}={timing.get(k):.4g}" for k in ("mean", "std", "min", "p50", "p90", "p99", "max")
+                     if timing.get(k) is not None)
+    return (f"[bold]{result.runtime}[/] {doc['versions'].get(result.runtime, '')} on [bold]{doc['device']}[/], "
+            f"{doc['threads']} threads: count={doc['runs']} {stats}; output vs PyTorch max |diff| "
+            f"{doc['max_abs_diff']:.3g}")
 
 
 def register(app: typer.Typer) -> None:

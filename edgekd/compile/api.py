@@ -15,6 +15,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -101,6 +102,12 @@ class _Model:
     source: str
     sha256: str | None
     input_shape: tuple[int, ...]
+    program: Any = None  # a torch.export program (from a .pt2): traced already, handed on as is
+
+    @property
+    def traceable(self) -> Any:
+        """What the TVM and ONNX importers take: the program when there is one, else the module."""
+        return self.program if self.program is not None else self.module
 
 
 def _resolve_model(model: object, options: CompileOptions) -> _Model:
@@ -110,15 +117,19 @@ def _resolve_model(model: object, options: CompileOptions) -> _Model:
     from edgekd.models.io import LoadedModel, load_model
 
     loaded = model if isinstance(model, LoadedModel) else load_model(Path(str(model)))
-    return _Model(loaded.model.eval(), loaded.arch.name, str(loaded.path), loaded.sha256,
-                  tuple(loaded.input_shape))
+    module = loaded.model if loaded.program is not None else loaded.model.eval()  # a program is in eval already
+    return _Model(module, loaded.arch.name, str(loaded.path), loaded.sha256, tuple(loaded.input_shape),
+                  loaded.program)
 
 
 def default_output_dir(model: object, target: str) -> Path:
-    """``<run dir>/artifacts/<target>`` for a run directory, else ``artifacts/<file stem>-<target>``."""
+    """``<run dir>/artifacts/<target>`` for a run directory or its ``model.pt`` / ``model.pt2``, else
+    ``artifacts/<file stem>-<target>``."""
     path = Path(str(model))
     if path.is_dir():
         return path / "artifacts" / target
+    if path.name in ("model.pt", "model.pt2"):
+        return path.parent / "artifacts" / target
     return Path("artifacts") / f"{path.stem}-{target}"
 
 
@@ -144,7 +155,8 @@ def _reference(model: _Model) -> tuple[np.ndarray, np.ndarray]:
 
 
 def compile_model(model: object, target: str | Path | TargetProfile, out_dir: str | Path,
-                  options: CompileOptions | None = None, *, tune_trials: int | None = None) -> Artifact:
+                  options: CompileOptions | None = None, *, tune_trials: int | None = None,
+                  measure: Any = None, board: str | None = None, on_batch: Any = None) -> Artifact:
     """Compile ``model`` for ``target`` into the artifact directory ``out_dir`` (replaced atomically).
 
     Args:
@@ -152,6 +164,9 @@ def compile_model(model: object, target: str | Path | TargetProfile, out_dir: st
         target: profile name, YAML path, or TargetProfile.
         out_dir: artifact directory to (re)write.
         options: compile knobs; ``tune_trials`` overrides ``options.tune_trials``.
+        measure: when tuning, a MetaSchedule runner factory (profile -> Runner) that times candidates, e.g. on a
+            board (:func:`edgekd.pipeline.compile.compile_on_device` hands one in); default: this machine.
+        board: the measuring board's key (:func:`edgekd.compile.tuning.board_key`): its own tuning database.
 
     Raises:
         ConfigError: unknown target or bad options. ToolchainError: compiler, NDK or runtime missing.
@@ -174,7 +189,7 @@ def compile_model(model: object, target: str | Path | TargetProfile, out_dir: st
     profile = load_target(target) if not isinstance(target, TargetProfile) else target
     toolchain = get_toolchain(profile)  # fail fast on a missing compiler/NDK, before any heavy work
     if trials > 0:
-        ensure_measurable(profile)
+        ensure_measurable(profile, measure)
     runtime = get_runtime_libs(profile) if options.runner else None
     resolved = _resolve_model(model, options)
     example, reference = _reference(resolved)
@@ -183,12 +198,13 @@ def compile_model(model: object, target: str | Path | TargetProfile, out_dir: st
     tvm_target_dict = profile.tvm_target.as_tvm_dict(host_cpu=host_cpu)
     tvm_target = build.make_target(tvm_target_dict)
     prepack = trials > 0 and options.weight_prepack
-    mod = build.prepare_module(build.import_model(resolved.module, torch.from_numpy(example)), tvm_target, prepack)
+    mod = build.prepare_module(build.import_model(resolved.traceable, torch.from_numpy(example)), tvm_target, prepack)
     timings["import_s"] = time.perf_counter() - started
 
     tuning, database, measured = TuningInfo(), None, 0
     if trials > 0:
-        result = tune_module(mod, tvm_target, profile, trials, options.tune_max_minutes)
+        result = tune_module(mod, tvm_target, profile, trials, options.tune_max_minutes, measure=measure, board=board,
+                             on_batch=on_batch)
         database, measured = result.database, result.measured
         tuning = TuningInfo(trials=result.trials, database=str(result.database), seconds=round(result.seconds, 3),
                             tasks=result.tasks, tasks_tuned=result.tasks_tuned, tasks_reused=result.tasks_reused,
@@ -210,7 +226,7 @@ def compile_model(model: object, target: str | Path | TargetProfile, out_dir: st
                 runtime_files.append(f"lib/{library.name}")
         if options.onnx:
             mark = time.perf_counter()
-            export_onnx(resolved.module, torch.from_numpy(example), staging / ONNX_FILE)
+            export_onnx(resolved.traceable, torch.from_numpy(example), staging / ONNX_FILE)
             timings["onnx_s"] = time.perf_counter() - mark
         manifest = write_manifest(staging, Manifest(
             model=ModelInfo(name=resolved.name, source=resolved.source, sha256=resolved.sha256),

@@ -51,8 +51,9 @@ def make_target(target: dict[str, Any]) -> Any:
         raise CompileError(f"TVM rejected target {target}: {_first_line(err)}") from None
 
 
-def import_model(model: nn.Module, example: torch.Tensor) -> Any:
-    """torch.export the model and translate it to a Relax IRModule (weights bound as constants).
+def import_model(model: nn.Module | torch.export.ExportedProgram, example: torch.Tensor) -> Any:
+    """torch.export the model (a program from a ``.pt2`` is used as it is) and translate it to a Relax
+    IRModule (weights bound as constants).
 
     Raises:
         CompileError: torch.export failed, or TVM's frontend lacks an operator (named in the message).
@@ -62,7 +63,8 @@ def import_model(model: nn.Module, example: torch.Tensor) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            program = torch.export.export(model.eval(), (example,))
+            program = model if isinstance(model, torch.export.ExportedProgram) else torch.export.export(
+                model.eval(), (example,))
     except Exception as err:  # torch.export raises many types
         raise CompileError(f"torch.export could not trace the model: {_first_line(err)}") from None
     try:

@@ -21,7 +21,7 @@ __all__ = ["export_onnx", "ONNX_OPSET"]
 ONNX_OPSET = 18
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
+def export_onnx(model: nn.Module | torch.export.ExportedProgram, example: torch.Tensor, path: Path) -> Path:
     """Write ``model`` as ONNX to ``path`` (exporter chatter is silenced).
 
     Raises:

@@ -239,15 +239,36 @@ def load_recipe(
     path = resolve_named(str(name_or_path), recipe_dirs(), "recipe")
     raw = load_yaml(path)
     raw.setdefault("name", path.stem)
+    return recipe_from_dict(raw, str(path), overrides, data_root)
+
+
+def recipe_from_dict(raw: dict[str, Any], source: str, overrides: list[str] | None = None,
+                     data_root: str | None = None) -> Recipe:
+    """Merge (``raw`` → EDGEKD_DATA → ``data_root`` → ``overrides``) and validate a recipe given as plain data;
+    ``source`` names it in messages (a file path, or what generated it)."""
+    raw = copy.deepcopy(raw)
     env_root = os.environ.get("EDGEKD_DATA")
     for root in (env_root, data_root):
         if root:
             raw.setdefault("data", {})["root"] = str(root)
     for override in overrides or []:
-        apply_override(raw, override, str(path))
-    recipe = validate(Recipe, raw, str(path))
-    recipe.source = str(path)
+        apply_override(raw, override, source)
+    base = Path(source).parent if Path(source).suffix in {".yaml", ".yml"} else Path.cwd()
+    _anchor_model_files(raw, base)
+    recipe = validate(Recipe, raw, source)
+    recipe.source = source
     return recipe
+
+
+def _anchor_model_files(raw: dict[str, Any], base: Path) -> None:
+    """Make a relative ``net.py:builder`` absolute (working directory first, then the recipe's folder), so the
+    run directory and ``model.pt`` record where the builder is, wherever they are used later."""
+    from edgekd.models.user import anchored
+
+    for role in ("teacher", "student"):
+        spec = (raw.get(role) or {}).get("model") if isinstance(raw.get(role), dict) else None
+        if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+            spec["name"] = anchored(spec["name"], base)
 
 
 def apply_override(raw: dict[str, Any], override: str, source: str) -> None:

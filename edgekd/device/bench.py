@@ -11,6 +11,7 @@ An emulated device's timings are kept as ``emulated_time_ms`` and are never labe
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import platform
@@ -26,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.config.devices import Device
-from edgekd.device import cache
+from edgekd.device import baselines, cache
+from edgekd.device.local import LocalConnection
 from edgekd.device.lock import board_lock
 from edgekd.device.probe import ProbeResult, check_fits, probe
 from edgekd.device.sensors import PowerReport, Sampler, sensor_spec, summarize
@@ -51,6 +53,9 @@ class BenchOptions:
     power: bool = True
     #: seconds to wait while another session holds the board's run lock (``None``: as long as it takes)
     lock_timeout_s: float | None = 3600.0
+    #: other runtimes timed after each TVM repeat, same input and threads (:mod:`edgekd.device.baselines`)
+    baselines: tuple[str, ...] = ()
+    baseline_python: str | None = None  # the board's interpreter for them (default python3; local: this one)
 
 
 @dataclass
@@ -78,6 +83,9 @@ class BenchResult:
     runner_wall_s: float = 0.0
     bench_wall_s: float = 0.0
     host: str = field(default_factory=platform.node)
+    runtime: str = "tvm"
+    tuned: bool = False  # the artifact was compiled with MetaSchedule records
+    tune_trials: int = 0  # the trials behind those records (this compile's budget)
 
     @property
     def latency_valid(self) -> bool:
@@ -114,6 +122,7 @@ class BenchResult:
             "threads": self.threads, "affinity": self.affinity, "governor": self.probe.governor,
             "glibc": self.probe.glibc, "cpu_model": self.probe.cpu_model,
             "model": self.model, "artifact": self.artifact, "versions": self.versions,
+            "runtime": self.runtime, "tuned": self.tuned, "tune_trials": self.tune_trials,
             "runner_version": self.runner.get("runner_version"), "tvm_runtime": self.runner.get("tvm_runtime"),
             "upload": {"uploaded": self.push.uploaded, "skipped": len(self.push.skipped),
                        "bytes": self.push.bytes_uploaded, "seconds": round(self.push.seconds, 3)},
@@ -129,7 +138,8 @@ class BenchResult:
             "timestamp": self.timestamp, "device": self.device, "target": self.target, "arch": self.arch,
             "emulated": self.emulated, "latency_valid": self.latency_valid, "host": self.host,
             "model": self.model, "artifact": self.artifact, "manifest_sha256": self.manifest_sha256,
-            "runtime": "tvm", "threads": self.threads, "affinity": ",".join(map(str, self.affinity)),
+            "runtime": self.runtime, "tuned": self.tuned, "tune_trials": self.tune_trials, "threads": self.threads,
+            "affinity": ",".join(map(str, self.affinity)),
             "governor": self.probe.governor, "cpu_model": self.probe.cpu_model, "os": self.probe.os,
             "glibc": self.probe.glibc, "exec_prefix": " ".join(self.probe.exec_prefix),
             "repeat_index": self.repeat_index, "runs": self.runner.get("runs"),
@@ -148,7 +158,9 @@ class BenchResult:
         power = self.power
         row.update({"power_rail": power.rail if power else None, "idle_mw": power.idle_mw if power else None,
                     "run_mw": power.run_mw if power else None,
-                    "energy_per_inference_mj": power.energy_per_inference_mj if power else None})
+                    "energy_per_inference_mj": power.energy_per_inference_mj if power else None,
+                    "power_trace": [list(point) for point in power.trace] if power and power.trace else None,
+                    "power_run_window_s": list(power.run_window_s) if power and power.run_window_s else None})
         return row
 
 
@@ -237,12 +249,37 @@ def bench(conn, device: Device, artifact: str | Path, options: BenchOptions | No
                 manifest_sha256=hashlib.sha256((artifact / "manifest.json").read_bytes()).hexdigest(),
                 versions=dict(manifest.versions), timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
                 repeat_index=index, runner_wall_s=wall, bench_wall_s=time.perf_counter() - started,
+                tuned=manifest.tuned, tune_trials=manifest.tuning.trials,
             )
             results.append(result)
             if on_result is not None:
                 on_result(result)
+            for runtime in options.baselines:  # interleaved: TVM, then each baseline, in every repeat
+                baseline = _run_baseline(conn, device, manifest, report.stage_dir, options, threads, result, runtime)
+                results.append(baseline)
+                if on_result is not None:
+                    on_result(baseline)
             started = time.perf_counter()  # later repeats: their own wall time
     return results
+
+
+def _run_baseline(conn, device: Device, manifest, stage_dir: str, options: BenchOptions, threads: int,
+                  tvm: BenchResult, runtime: str) -> BenchResult:
+    """Time ``runtime`` (see :mod:`edgekd.device.baselines`) like the TVM repeat ``tvm`` it follows."""
+    if tvm.emulated:
+        raise DeviceError(f"{device.name}: no {runtime} baseline on an emulated board (its timings are not latency)")
+    local = isinstance(conn, LocalConnection)
+    cmd = baselines.onnxruntime_command(options.baseline_python, local, manifest, options, threads)
+    started = time.perf_counter()
+    env = {"OMP_NUM_THREADS": str(threads)}
+    result = conn.run(cmd, cwd=stage_dir, env=env, timeout=options.timeout_s)
+    doc = baselines.parse_output(device.name, result)
+    versions = {**tvm.versions, runtime: doc.get(runtime, "unknown")}
+    return dataclasses.replace(
+        tvm, runner=doc, max_abs_diff=doc["max_abs_diff"], top1_agree=doc["top1_agree"], power=None,
+        versions=versions, timestamp=datetime.now(UTC).isoformat(timespec="seconds"), runner_wall_s=result.seconds,
+        bench_wall_s=time.perf_counter() - started, runtime=runtime, tuned=False, tune_trials=0,
+    )
 
 
 def _sweep_runs(conn, cache_dir: str) -> None:

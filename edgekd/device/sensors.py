@@ -84,9 +84,16 @@ class PowerReport:
     energy_per_inference_mj: float | None
     rails: dict[str, RailPower]
     sample_period_s: float
+    #: the primary rail over the whole bench, ``[(s since the first sample, mW), ...]`` (at most TRACE_POINTS),
+    #: and the timed window on the same clock: what the report draws
+    trace: list[tuple[float, float]] = field(default_factory=list)
+    run_window_s: tuple[float, float] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+TRACE_POINTS = 240  # a power trace kept with a result row is downsampled to this many points
 
 
 def sensor_spec(sensor: PowerSensor) -> str:
@@ -272,7 +279,12 @@ def summarize(
     energy = None
     if idle_mw is not None and run_mw is not None and latency_ms is not None:
         energy = (run_mw - idle_mw) * latency_ms / 1e6  # mW x ms = uJ -> mJ
-    return PowerReport(primary, idle_mw, run_mw, energy, rails, period_s)
+    points = series.get(primary, []) if primary else []
+    origin = points[0][0] if points else 0.0
+    step = max(1, -(-len(points) // TRACE_POINTS))
+    trace = [(round(t - origin, 4), round(mw, 2)) for t, mw in points[::step]]
+    window = (round(run_window[0] - origin, 4), round(run_window[1] - origin, 4)) if points else None
+    return PowerReport(primary, idle_mw, run_mw, energy, rails, period_s, trace, window)
 
 
 DISCOVER = r"""

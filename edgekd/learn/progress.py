@@ -33,3 +33,29 @@ def epoch_progress(description: str, total: int):
     with progress:
         task = progress.add_task(description, total=total, loss=0.0, acc=0.0, ips=0.0)
         yield lambda advance=1, **fields: progress.update(task, advance=advance, **fields)
+
+
+@contextmanager
+def task_progress(description: str, total: int | None, unit: str = ""):
+    """A progress bar with an ETA on stderr for any long loop (bench repeats, profiling, tuning trials).
+
+    Yields ``update(advance=1, status=None)``: ``advance`` steps done, ``status`` a short text shown after the
+    bar (e.g. "best 3.21 ms"). Off with ``EDGEKD_PROGRESS=0`` (then ``update`` does nothing); stdout is never
+    written, so a ``--json`` document stays clean."""
+    if not progress_enabled():
+        yield lambda advance=1, status=None: None
+        return
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn(unit), TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        console=Console(stderr=True), transient=False,
+    )
+    with progress:
+        task = progress.add_task(description, total=total, status="")
+
+        def update(advance: int = 1, status: str | None = None) -> None:
+            fields = {} if status is None else {"status": status}
+            progress.update(task, advance=advance, **fields)
+
+        yield update

@@ -1,4 +1,6 @@
-"""Model zoo: CIFAR MobileNetV2 / ResNet / VGG-16-BN, plus any torchvision model as ``tv:<name>``.
+"""Model zoo: CIFAR MobileNetV2 / ResNet / VGG-16-BN, any torchvision model as ``tv:<name>``, any timm model
+as ``timm:<name>``, and a user's own builder as ``path/to/net.py:builder`` or ``package.module:builder``
+(:mod:`edgekd.models.user`).
 
 Every model exposes ``forward_features``, ``forward_head`` and ``stage_modules()`` (named stages →
 module-name prefixes, which recipes use to define blocks).
@@ -14,6 +16,7 @@ from edgekd.errors import ConfigError
 from edgekd.models.mobilenetv2 import MobileNetV2Cifar
 from edgekd.models.registry import ModelInfo, ModelRegistry
 from edgekd.models.resnet_cifar import ResNetCifar
+from edgekd.models.user import build_user_model, check_user_model, is_user_model
 from edgekd.models.vgg_cifar import VGGCifar
 
 __all__ = ["create_model", "list_models", "model_info", "default_registry", "ModelRegistry", "ModelInfo"]
@@ -42,6 +45,8 @@ def create_model(name: str, num_classes: int = 10, **kwargs) -> nn.Module:
     unless ``weights=`` is passed explicitly, which needs network access)."""
     if name.startswith("tv:"):
         return _create_torchvision(name[3:], num_classes, **kwargs)
+    if is_user_model(name):
+        return build_user_model(name, num_classes, **kwargs)
     try:
         return default_registry.create(name, num_classes=num_classes, **kwargs)
     except TypeError as err:
@@ -51,6 +56,9 @@ def create_model(name: str, num_classes: int = 10, **kwargs) -> nn.Module:
 def model_info(name: str) -> ModelInfo:
     if name.startswith("tv:"):
         return ModelInfo(name, partial(_create_torchvision, name[3:]), (3, 224, 224), "torchvision")
+    if is_user_model(name):
+        check_user_model(name)
+        return ModelInfo(name, partial(build_user_model, name), None, "user")
     return default_registry.info(name)
 
 

@@ -3,11 +3,16 @@
 A model file (``model.pt``) holds the registry name and constructor kwargs, the state dict and the
 input shape. Pruned models have narrower layers than their registry builder produces: on load, every
 Conv2d / BatchNorm2d / Linear whose saved weight shape differs is replaced by one of the saved shape
-(:func:`resize_to_state_dict`), so a compact model loads from the file alone.
+(:func:`resize_to_state_dict`), so a compact model loads from the file alone — given the builder: a user's
+network (``net.py:builder``) needs that file to be importable.
+
+For inference without any builder, :func:`save_program` writes ``model.pt2``: a ``torch.export`` program of
+the eval-mode network with the same arch record inside; :func:`load_model` reads both kinds.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,10 +21,12 @@ import torch
 from torch import nn
 
 from edgekd.atomic import atomic_write, sha256_file
-from edgekd.errors import CheckpointError
+from edgekd.errors import CheckpointError, ConfigError
 from edgekd.models.layers import BorderCorrectedConv2d
 
 MODEL_FILE = "model.pt"
+PROGRAM_FILE = "model.pt2"
+PROGRAM_ARCH = "edgekd-arch.json"  # the arch record inside a .pt2 (torch.export extra file)
 SCHEMA_VERSION = 1
 
 
@@ -49,6 +56,7 @@ class LoadedModel:
     path: Path
     sha256: str
     extra: dict[str, Any] = field(default_factory=dict)
+    program: Any = None  # the torch.export ExportedProgram when loaded from a .pt2
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -77,20 +85,55 @@ def resolve_model_file(path: str | Path) -> Path:
     return candidate
 
 
+def save_program(path: str | Path, model: nn.Module, arch: ModelArch, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``model.pt2`` atomically: the eval-mode network traced by ``torch.export`` at ``arch.input_shape``,
+    loadable for inference with no builder code (:func:`load_model`, ``torch.export.load``)."""
+    from edgekd.errors import CompileError
+
+    model = for_inference(model)
+    example = torch.zeros(arch.input_shape)
+    try:
+        program = torch.export.export(model, (example,))
+    except Exception as err:  # torch.export raises many types
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CompileError(f"torch.export could not trace {arch.name}: {first}") from None
+    record = json.dumps({"schema_version": SCHEMA_VERSION, "arch": arch.to_dict(), "extra": extra or {}})
+    return atomic_write(path, lambda handle: torch.export.save(program, handle, extra_files={PROGRAM_ARCH: record}))
+
+
 def load_model(path: str | Path) -> LoadedModel:
-    """Rebuild a model saved by :func:`save_model` (dense or pruned), in eval mode on the CPU."""
+    """Rebuild a model saved by :func:`save_model` (dense or pruned) or :func:`save_program`, in eval mode on the
+    CPU. A ``model.pt`` of a user's network imports its builder; a ``.pt2`` needs no code."""
     from edgekd.models import create_model
 
     file = resolve_model_file(path)
+    if file.suffix == ".pt2":
+        return _load_program(file)
     try:
         payload = torch.load(file, map_location="cpu", weights_only=True)
         arch = ModelArch.from_dict(payload["arch"])
     except Exception as err:  # torch raises many types for a corrupt file
         raise CheckpointError(f"{file}: not an edgekd model file ({type(err).__name__}: {err})") from None
-    model = create_model(arch.name, num_classes=arch.num_classes, **arch.kwargs)
+    try:
+        model = create_model(arch.name, num_classes=arch.num_classes, **arch.kwargs)
+    except ConfigError as err:
+        beside = file.with_suffix(".pt2")
+        hint = f"; {beside} loads without it" if beside.is_file() else ""
+        raise CheckpointError(f"{file}: rebuilding needs the model's builder, which failed: {err}{hint}") from None
     resize_to_state_dict(model, payload["state_dict"])
     model.load_state_dict(payload["state_dict"])
     return LoadedModel(model.eval(), arch, file, sha256_file(file), payload.get("extra", {}))
+
+
+def _load_program(file: Path) -> LoadedModel:
+    files = {PROGRAM_ARCH: ""}
+    try:
+        program = torch.export.load(file, extra_files=files)
+        record = json.loads(files[PROGRAM_ARCH] or "{}")
+        arch = ModelArch.from_dict(record["arch"])
+    except Exception as err:  # torch raises many types for a corrupt or foreign file
+        raise CheckpointError(f"{file}: not an edgekd program file ({type(err).__name__}: {err})") from None
+    return LoadedModel(program.module(), arch, file, sha256_file(file), record.get("extra", {}), program)
 
 
 def resize_to_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> nn.Module:

@@ -23,7 +23,7 @@ class ModelInfo:
 
     name: str
     builder: Builder
-    input_size: tuple[int, int, int]  # C, H, W the model is designed for
+    input_size: tuple[int, int, int] | None  # C, H, W the model is designed for (None: unknown)
     family: str
     description: str = ""
 
@@ -59,4 +59,5 @@ class ModelRegistry:
     def _suggest(self, name: str) -> str:
         close = difflib.get_close_matches(name, self._models, n=3)
         hint = f"did you mean {', '.join(close)}? " if close else ""
-        return f"{hint}accepted: {', '.join(self.names())} (or tv:<torchvision name>)"
+        return (f"{hint}accepted: {', '.join(self.names())} (or tv:<torchvision name>, timm:<timm name>, "
+                "path/to/net.py:builder, package.module:builder)")

@@ -11,6 +11,7 @@ Output: a run directory
     RUN/pruned/         model.pt + arch.json right after pruning (before finetuning)
     RUN/finetune/       finetuning checkpoints and metrics
     RUN/model.pt        the compact model (loads with edgekd.models.io.load_model, no recipe needed)
+    RUN/model.pt2       the same as a torch.export program (loads without the network's builder code)
     RUN/arch.json       per-layer widths and kept channels of every group
     RUN/report.json     the CompressResult below (also what ``edgekd compress --json`` prints)
 
@@ -35,13 +36,14 @@ from edgekd.errors import ConfigError
 from edgekd.learn.engine import Trainer, evaluate, seed_everything
 from edgekd.learn.runs import resolve_run_dir, write_recipe
 from edgekd.models.counting import count_model
-from edgekd.models.io import for_inference, load_model, save_model
+from edgekd.models.io import for_inference, load_model, save_model, save_program
 from edgekd.pipeline.train import build_model, load_teacher, model_arch, objective_for, train
 from edgekd.structure.budgets import check_cost_models
 from edgekd.structure.costs import CostModel, FlopCost, ParamCost, network_cost
 from edgekd.structure.learner import StructureLearner, no_weight_decay
 from edgekd.structure.prune import PruneResult, masked_copy, prune_model, save_arch_spec
 from edgekd.structure.report import block_report, controller_report
+from edgekd.structure.verify import verify_pruning
 
 __all__ = ["CompressResult", "StructureRun", "compress", "finetune", "learn_and_prune", "learn_structure",
            "phase_config", "structure_cost_models"]
@@ -56,9 +58,14 @@ class CompressResult:
     blocks: list[dict[str, Any]]
     pruning: dict[str, Any] = field(default_factory=dict)
     phases: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None  # RUN/model.pt (rebuilds with the network's builder)
+    program: str | None = None  # RUN/model.pt2 (torch.export program: no builder code needed)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+VERIFY_IMAGES = 32  # real test images the pruned network is checked on (every module's output is held at once)
 
 
 def phase_config(training: TrainingConfig, phase: PhaseConfig) -> TrainingConfig:
@@ -133,11 +140,12 @@ def _model_summary(model: nn.Module, loaders: Loaders, device: torch.device | No
     return {"test_acc": acc, "flops": count.flops, "params": count.params, "weight_params": count.weight_params}
 
 
-def _teacher(recipe: Recipe, teacher: str | Path | None, run_dir: Path, resume: bool) -> nn.Module:
+def _teacher(recipe: Recipe, teacher: str | Path | None, run_dir: Path, resume: bool, loaders: Loaders
+             ) -> nn.Module:
     if teacher is None and recipe.teacher.checkpoint is None:
         trained = train(recipe, out=run_dir / "teacher", resume=resume and (run_dir / "teacher").exists())
         teacher = trained.run_dir
-    return load_teacher(recipe, teacher).model
+    return load_teacher(recipe, teacher, loaders).model
 
 
 def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path | None = None,
@@ -153,7 +161,7 @@ def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path 
     write_recipe(run_dir, recipe)
     seed_everything(recipe.seed)
     loaders = build_loaders(recipe.data, recipe.seed)
-    dense = _teacher(recipe, teacher, run_dir, resume).eval()
+    dense = _teacher(recipe, teacher, run_dir, resume, loaders).eval()
     spec = recipe.teacher.model
     student = build_model(spec, loaders)
     student.load_state_dict(dense.state_dict())  # the student starts as the dense teacher
@@ -163,11 +171,14 @@ def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path 
     compact, finetune_info = finetune(recipe, pruned.model, dense, loaders, run_dir / "finetune", resume)
     save_model(run_dir / "model.pt", compact, model_arch(spec, loaders),
                extra={"stage": "compress", "arch": pruned.spec})
+    # For inference without the builder's code (a user's net.py): the traced program of the same network.
+    save_program(run_dir / "model.pt2", compact, model_arch(spec, loaders), extra={"stage": "compress"})
     save_arch_spec(run_dir / "arch.json", pruned.spec)
     result = CompressResult(
         run_dir=str(run_dir), target=target, teacher=_model_summary(dense, loaders),
         student=_model_summary(compact, loaders), blocks=block_report(learned.learner.controller, pruned.masks),
         pruning=prune_info, phases={"learn": learned.learn, "finetune": finetune_info},
+        model=str(run_dir / "model.pt"), program=str(run_dir / "model.pt2"),
     )
     atomic_write_json(run_dir / "report.json", result.to_dict())
     return result
@@ -176,10 +187,23 @@ def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path 
 def _pruning_info(learned: StructureRun, loaders: Loaders) -> dict:
     learner, pruned = learned.learner, learned.pruned
     masked = masked_copy(learned.student, learner.graph, pruned.masks)
-    return {"threshold": learner.controller.threshold, "deviation": pruned.deviation,
+    verified = _verify_surgery(masked, learned, loaders)
+    return {"verified": verified, "threshold": learner.controller.threshold, "deviation": pruned.deviation,
             "masked_test_acc": evaluate(masked, loaders.test).acc,
             "pruned_test_acc": evaluate(pruned.model, loaders.test).acc,
             "cost_model_flops": network_cost(learner.graph, learner.controller.cost_models["flops"], pruned.masks)}
+
+
+def _verify_surgery(masked: nn.Module, learned: StructureRun, loaders: Loaders) -> dict[str, Any]:
+    """Refuse (one line, exit 2) a pruned network that does not compute what the masked one did on real images,
+    naming the first module that differs; otherwise how closely they agree."""
+    images = next(iter(loaders.test))[0][:VERIFY_IMAGES]
+    pruned = learned.pruned
+    masked, compact = masked.eval(), pruned.model.eval()
+    verify_pruning(masked, compact, images, graph=learned.learner.graph, masks=pruned.masks)
+    with torch.no_grad():
+        difference = (masked(images) - compact(images)).abs().max().item()
+    return {"images": len(images), "max_abs_diff": difference}
 
 
 def finetune(recipe: Recipe, model: nn.Module, teacher: nn.Module | None, loaders: Loaders, run_dir: Path,

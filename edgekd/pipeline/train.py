@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgekd.atomic import atomic_write_json
+from edgekd.atomic import atomic_write_json, sha256_file
 from edgekd.config.recipe import ModelSpec, Recipe
 from edgekd.data import Loaders, build_loaders
 from edgekd.errors import CheckpointError, ConfigError
@@ -22,10 +22,11 @@ from edgekd.learn.engine import Trainer, TrainResult, seed_everything
 from edgekd.learn.runs import resolve_run_dir, write_recipe
 from edgekd.models import create_model
 from edgekd.models.counting import count_model
-from edgekd.models.io import LoadedModel, ModelArch, for_inference, load_model, save_model
+from edgekd.models.io import LoadedModel, ModelArch, for_inference, load_model, resolve_model_file, save_model
+from edgekd.models.weights import is_edgekd_payload, load_weights, read_weight_file, state_dict_of
 
-__all__ = ["RunResult", "train", "distill", "load_teacher", "build_model", "build_student", "model_arch",
-           "objective_for"]
+__all__ = ["RunResult", "train", "distill", "load_teacher", "build_model", "build_student", "check_head",
+           "model_arch", "objective_for"]
 
 
 @dataclass
@@ -67,7 +68,7 @@ def distill(recipe: Recipe, teacher: str | Path | None = None, out: str | Path |
     """Train ``recipe.student`` with KD (+ hints) from the teacher found via ``teacher`` or the recipe."""
     seed_everything(recipe.seed)
     loaders = build_loaders(recipe.data, recipe.seed)
-    dense = load_teacher(recipe, teacher)
+    dense = load_teacher(recipe, teacher, loaders)
     student_spec = recipe.student.model or recipe.teacher.model
     student = build_student(recipe, dense, loaders)
     run_dir = _prepare(recipe, "distill", out, resume)
@@ -81,17 +82,35 @@ def distill(recipe: Recipe, teacher: str | Path | None = None, out: str | Path |
     return _finish(run_dir, "distill", student_spec, trainer.model, loaders, result, teacher_info)
 
 
-def load_teacher(recipe: Recipe, teacher: str | Path | None = None) -> LoadedModel:
-    """The dense teacher: ``teacher`` (run dir or model file) beats ``recipe.teacher.checkpoint``."""
+def load_teacher(recipe: Recipe, teacher: str | Path | None = None, loaders: Loaders | None = None) -> LoadedModel:
+    """The dense teacher: ``teacher`` (run dir or model file) beats ``recipe.teacher.checkpoint``.
+
+    The file may be edgekd's ``model.pt`` (it says how to rebuild the network) or the user's weights — a
+    plain or nested ``state_dict`` (``.pt``/``.pth``) or ``.safetensors`` — loaded into the recipe's teacher
+    network built for ``loaders``' classes."""
     source = teacher or recipe.teacher.checkpoint
     if source is None:
         raise ConfigError(f"{recipe.source}: teacher.checkpoint=None: no teacher given; train one with "
-                          f"`edgekd train --recipe {recipe.name}` and pass --teacher RUN_DIR")
-    loaded = load_model(source)
+                          f"`edgekd train --recipe {recipe.name}` and pass --teacher RUN_DIR, or pass your "
+                          f"weights with --checkpoint")
+    file = resolve_model_file(source)
+    payload = read_weight_file(file)
+    if not is_edgekd_payload(payload):
+        return _teacher_from_weights(recipe, file, payload, loaders)
+    loaded = load_model(file)
     if loaded.arch.name != recipe.teacher.model.name:
         raise CheckpointError(f"{loaded.path}: holds {loaded.arch.name}, but the recipe's teacher is "
                               f"{recipe.teacher.model.name}")
     return loaded
+
+
+def _teacher_from_weights(recipe: Recipe, file: Path, payload: object, loaders: Loaders | None) -> LoadedModel:
+    if loaders is None:
+        raise ConfigError(f"{file}: plain weights need the data to size the network; pass loaders")
+    spec = recipe.teacher.model
+    model = load_weights(build_model(spec, loaders), state_dict_of(payload, file), file)
+    return LoadedModel(for_inference(model), model_arch(spec, loaders), file, sha256_file(file),
+                       {"stage": "user weights"})
 
 
 def build_student(recipe: Recipe, teacher: LoadedModel, loaders: Loaders) -> nn.Module:
@@ -104,8 +123,35 @@ def build_student(recipe: Recipe, teacher: LoadedModel, loaders: Loaders) -> nn.
 
 
 def build_model(spec: ModelSpec, loaders: Loaders) -> nn.Module:
-    """A fresh model of ``spec`` with the data's class count."""
-    return create_model(spec.name, num_classes=loaders.num_classes, **spec.kwargs)
+    """A fresh model of ``spec`` with the data's class count (checked: a user's builder may ignore it)."""
+    model = create_model(spec.name, num_classes=loaders.num_classes, **spec.kwargs)
+    check_head(model, spec.name, loaders)
+    return model
+
+
+def check_head(model: nn.Module, name: str, loaders: Loaders) -> None:
+    """Refuse, in one line, a network that cannot run on the data's images or whose output is not one score
+    per class of the data."""
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            output = model.eval()(torch.zeros(loaders.input_shape))
+    except Exception as err:  # a user's network may raise anything on a wrong input size
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"model={name!r}: cannot run on the data's input {_dims(loaders.input_shape)}: "
+                          f"{type(err).__name__}: {first}") from None
+    finally:
+        model.train(was_training)
+    if isinstance(output, tuple | list):
+        output = output[0]
+    if output.dim() != 2 or output.shape[1] != loaders.num_classes:
+        raise ConfigError(f"model={name!r}: outputs {_dims(tuple(output.shape))} but the data ({loaders.source}) "
+                          f"has {loaders.num_classes} classes; the head must give one score per class "
+                          f"(pass num_classes in model.kwargs if the builder takes another name for it)")
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape)
 
 
 def model_arch(spec: ModelSpec, loaders: Loaders) -> ModelArch:

@@ -1,5 +1,6 @@
 """Structure learning: channel groups (``groups``), block ownership (``ownership``), cost models
 (``costs``), per-block budget state (``budgets``), the λ_b policy (``policy``), BatchNorm γ edits
 (``gammas``), the per-step controller (``controller``), reporting (``report``), the trainer glue
-(``learner``) and pruning (``prune``). The compress pipeline that drives them (teacher → structure
+(``learner``), pruning (``prune``) and the guard that the pruned network computes what the masked one
+did (``verify``). The compress pipeline that drives them (teacher → structure
 learning with KD → prune → finetune with KD) is :mod:`edgekd.pipeline.compress`."""

@@ -29,11 +29,14 @@ def soft_threshold(group: ChannelGroup, shrink: torch.Tensor) -> None:
 
 @torch.no_grad()
 def hold(group: ChannelGroup, mask: torch.Tensor, floor: float) -> None:
-    """γ = 0 on the channels ``mask`` marks dead; alive channels with r below ``floor`` are raised to it."""
+    """γ = 0 on the channels ``mask`` marks dead (and β = 0 in a gated group, as the masked network has it);
+    alive channels with r below ``floor`` are raised to it."""
     for member in group.bns:
         weight = member.module.weight
         dead = ~mask[member.group_idx]
         weight[member.module_idx[dead].to(weight.device)] = 0.0
+        if group.gated and member.module.bias is not None:
+            member.module.bias[member.module_idx[dead].to(weight.device)] = 0.0
     r = group.saliency().detach().cpu()
     weak = torch.nonzero(mask & (r < floor)).flatten()
     for channel in weak.tolist():

@@ -32,9 +32,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from edgekd.atomic import atomic_write_json
+from edgekd.errors import StructureError
 from edgekd.models.io import set_submodule
 from edgekd.models.layers import BorderCorrectedConv2d
-from edgekd.structure.groups import ChannelGraph, OpInfo
+from edgekd.structure.groups import ChannelGraph, OpInfo, first_failure
 from edgekd.structure.ownership import BlockOwnership
 
 __all__ = ["PruneResult", "final_masks", "masked_copy", "prune_model", "arch_spec", "save_arch_spec",
@@ -72,7 +73,9 @@ def final_masks(graph: ChannelGraph, threshold: float, round_to: int = 1,
 
 
 def masked_copy(model: nn.Module, graph: ChannelGraph, masks: list[torch.Tensor]) -> nn.Module:
-    """A deep copy of ``model`` with γ = 0 on every BatchNorm channel of a dead group channel."""
+    """A deep copy of ``model`` with γ = 0 on every BatchNorm channel of a dead group channel — and β = 0
+    too in a gated group (read through ``x · g``, e.g. squeeze-excite), where only x = 0 makes the product
+    independent of the input."""
     masked = copy.deepcopy(model)
     modules = dict(masked.named_modules())
     with torch.no_grad():
@@ -82,6 +85,8 @@ def masked_copy(model: nn.Module, graph: ChannelGraph, masks: list[torch.Tensor]
             for member in group.bns:
                 dead = ~alive[member.group_idx]
                 modules[member.name].weight[member.module_idx[dead]] = 0.0
+                if group.gated and modules[member.name].bias is not None:
+                    modules[member.name].bias[member.module_idx[dead]] = 0.0
     return masked
 
 
@@ -106,6 +111,10 @@ def _record_inputs(model: nn.Module, names: list[str], example: torch.Tensor) ->
     return seen
 
 
+class _NotConstant(StructureError, ValueError):
+    """A dead input channel that varies with the input (a StructureError, and a ValueError as before)."""
+
+
 @dataclass
 class Fold:
     """What the constant dead inputs of one reading op contributed to its output.
@@ -123,7 +132,8 @@ def fold_deltas(masked: nn.Module, graph: ChannelGraph, masks: list[torch.Tensor
                 example: torch.Tensor) -> dict[str, Fold]:
     """Per reading op, the output shift that the constant dead input channels contributed.
 
-    Raises ValueError when a dead channel is not constant (a path the group analysis missed)."""
+    Raises StructureError (a ValueError too) naming the reading op when a dead channel is not constant (a
+    path the group analysis missed, e.g. an op that mixes channels)."""
     dead = {op.name: _dead_inputs(op, masks) for op in graph.ops}
     dead = {name: idx for name, idx in dead.items() if idx.numel()}
     inputs = _record_inputs(masked, list(dead), example)
@@ -134,7 +144,9 @@ def fold_deltas(masked: nn.Module, graph: ChannelGraph, masks: list[torch.Tensor
         flat = values.transpose(0, 1).reshape(idx.numel(), -1)
         spread = (flat.amax(1) - flat.amin(1)).abs().max()
         if float(spread) > 1e-5 * max(1.0, float(flat.abs().max())):
-            raise ValueError(f"{name}: dead input channels are not constant (spread {float(spread):.2e})")
+            raise _NotConstant(f"{name} ({type(modules[name]).__name__}): its removed input channels are not "
+                               f"constant in the masked network (spread {float(spread):.2e}): something between "
+                               f"their BatchNorm and this op mixes channels or gates them")
         constant = flat[:, 0]
         module = modules[name]
         weight = module.weight.detach()
@@ -208,12 +220,21 @@ def prune_model(model: nn.Module, graph: ChannelGraph, masks: list[torch.Tensor]
             continue
         member = group.bns[0]
         idxs = member.module_idx[~alive[member.group_idx]].tolist()
-        tp_group = dep.get_pruning_group(modules[member.name], tp.prune_batchnorm_out_channels, idxs=idxs)
-        tp_group.prune()
+        try:
+            tp_group = dep.get_pruning_group(modules[member.name], tp.prune_batchnorm_out_channels, idxs=idxs)
+            tp_group.prune()
+        except Exception as exc:  # noqa: BLE001 - Torch-Pruning's surgery failing is one line, not a traceback
+            raise StructureError(f"pruning channel group {group.id} (BatchNorm {member.name}, producers "
+                                 f"{', '.join(group.producers) or '-'}) failed in Torch-Pruning: "
+                                 f"{type(exc).__name__}: {exc}") from exc
     if border_correction:
         _attach_borders(pruned, graph, masks, folds)
     pruned.eval()
-    deviation = _deviation(masked, pruned, example)
+    try:
+        deviation = _deviation(masked, pruned, example)
+    except Exception as exc:  # noqa: BLE001 - e.g. a forward that hard-codes a channel count
+        raise StructureError(f"the pruned network no longer runs{first_failure(pruned, example)}: "
+                             f"{type(exc).__name__}: {exc}") from exc
     return PruneResult(pruned, masks, arch_spec(pruned, graph, masks, ownership), deviation)
 
 

@@ -58,8 +58,9 @@ def test_tuned_compile_matches_pytorch_and_reuses_its_database(warm_tuning, tmp_
     np.testing.assert_allclose(run_library(second.path / "model.so", example), reference, atol=1e-4, rtol=0)
 
 
-def test_tuning_a_board_target_needs_remote_measurement(tmp_path):
-    with pytest.raises(ToolchainError, match="remote measurement is not implemented"):
+def test_tuning_a_board_target_needs_a_board_to_measure_on(tmp_path):
+    """Without a board (``--device``) to time candidates on, a board target is refused before any work."""
+    with pytest.raises(ToolchainError, match="--device NAME"):
         compile_model(small_net(), "jetson-tx2", tmp_path / "out",
                       CompileOptions(tune_trials=4, onnx=False, runner=False))
     assert not (tmp_path / "out").exists()
@@ -179,3 +180,69 @@ def test_without_a_deadline_every_task_gets_its_budget(host_module, fake_measure
     assert fake_measurement.batches == 2 * tasks  # two batches of PER_TASK // 2 per task
     assert set(_ledger(private_host_target).values()) == {PER_TASK}
     assert result.measured == fake_measurement.candidates == PER_TASK * tasks
+
+
+def test_a_lost_board_ends_tuning_and_keeps_what_was_timed(host_module, fake_measurement, private_host_target):
+    """A runner handed in (as edgekd's SSH runner is) that loses its board during the third batch: that batch
+    fails, no task asks for another batch (not even its first), the two timed batches stay in the board's own
+    database, and the ledger counts only timed trials, so a later tuning measures the rest."""
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir import meta_schedule as ms
+
+    mod, target, tasks = host_module
+    state: dict = {"batches": 0, "lost": None}
+
+    @derived_object
+    class _Future(ms.runner.PyRunnerFuture):
+        def __init__(self, ok: bool) -> None:
+            super().__init__()
+            self.ok = ok
+
+        def done(self) -> bool:
+            return True
+
+        def result(self):
+            return ms.runner.RunnerResult([1e-5], None) if self.ok else ms.runner.RunnerResult(None, "board lost")
+
+    @derived_object
+    class _Board(ms.runner.PyRunner):
+        @property
+        def lost(self):
+            return state["lost"]
+
+        def run(self, runner_inputs):
+            state["batches"] += 1
+            ok = state["batches"] <= 2
+            if not ok:
+                state["lost"] = "connection lost"
+            return [_Future(ok) for _ in runner_inputs]
+
+    profile = load_target(private_host_target)
+    result = tune_module(mod, target, profile, PER_TASK * tasks, measure=lambda _profile: _Board(),
+                         board="x86_64-test-board")
+    assert state["batches"] == 3
+    assert result.database == database_dir(private_host_target, "x86_64-test-board")
+    assert not database_dir(private_host_target).joinpath(LEDGER_NAME).exists()  # this machine's db untouched
+    entries = json.loads((result.database / LEDGER_NAME).read_text()).values()
+    trials = sorted(entry["trials"] for entry in entries)
+    assert trials == [0] * (tasks - 2) + [PER_TASK // 2] * 2
+    database = ms.database.JSONDatabase(work_dir=str(result.database))
+    timed = [record for record in database.get_all_tuning_records() if record.run_secs]
+    assert len(timed) >= PER_TASK  # both timed batches are on disk
+    shutil.rmtree(database_dir(private_host_target, "x86_64-test-board"), ignore_errors=True)
+
+
+def test_databases_are_kept_per_target_and_board_cpu():
+    """This machine keeps its per-target path; each board CPU gets its own database beside it, an emulated board
+    a separate one marked ``emulated-`` (never the real board's), and boards whose kernels name no CPU model
+    are still told apart by their CPU count."""
+    from edgekd.compile.tuning import board_key
+
+    real = board_key("aarch64", "ARMv8 Processor rev 3 (v8l)", False, 6)
+    emulated = board_key("aarch64", "ARMv8 Processor rev 3 (v8l)", True, 6)
+    assert real.startswith("aarch64-armv8-processor-rev-3-v8l-") and emulated == f"emulated-{real}"
+    assert board_key("aarch64", None, False, 6) != board_key("aarch64", None, False, 4)
+    assert board_key("aarch64", None, False, 4) == board_key("aarch64", None, False, 4)  # stable
+    assert database_dir("jetson-tx2", real).name == f"jetson-tx2@{real}"
+    assert database_dir("jetson-tx2", emulated) != database_dir("jetson-tx2", real)
+    assert database_dir("host", None) == database_dir("host") and database_dir("host").name == "host"

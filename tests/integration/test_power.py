@@ -25,3 +25,19 @@ def test_idle_running_power_and_energy(make_device, sshd, fake_sensor, tmp_path)
     latency = result.runner["latency_ms"]["mean"]
     assert power.energy_per_inference_mj == pytest.approx((3400 - 1200) * latency / 1e6, rel=0.03)
     assert power.rails["VDD_IN"].samples_run >= 10 and power.rails["VDD_IN"].samples_idle >= 5
+
+    # the trace is kept with the row (downsampled) and the report draws it: idle level, then busy in the window
+    row = result.to_row()
+    trace, (start, end) = row["power_trace"], row["power_run_window_s"]
+    assert 10 <= len(trace) <= 240 and trace[0][0] == 0.0 and 0 < start < end <= trace[-1][0] + 0.2
+    busy = [mw for t, mw in trace if start + 0.2 < t < end - 0.1]
+    idle = [mw for t, mw in trace if t < start - 0.2]
+    assert busy and idle and min(busy) > 3000 and max(idle) < 1500
+
+    from edgekd.results.report import build_report
+    from edgekd.results.store import ResultsStore
+
+    store = ResultsStore(tmp_path / "results.jsonl")
+    store.append(row)
+    report = build_report(store.path, tmp_path / "report")
+    assert "power_trace" in report.figures and (tmp_path / "report" / "power_trace.png").stat().st_size > 0

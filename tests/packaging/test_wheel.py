@@ -9,12 +9,15 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_RECIPES = sorted(p.stem for p in (REPO / "recipes").glob("*.yaml"))
 SHIPPED_TARGETS = sorted(p.stem for p in (REPO / "targets").glob("*.yaml"))
+USER_TINY = ["data.train_subset=256", "data.val_size=64", "data.test_subset=64", "data.batch_size=32",
+             "data.workers=0", "structure.learn.epochs=1", "structure.update_every=1", "structure.finetune.epochs=1"]
 TINY = ["data.train_subset=64", "data.val_size=32", "data.test_subset=32", "data.batch_size=32",
         "teacher.model.kwargs.width_mult=0.25", "training.epochs=1", "training.max_steps_per_epoch=2",
         "structure.learn.epochs=1", "structure.learn.max_steps_per_epoch=2", "structure.update_every=1",
@@ -38,8 +41,11 @@ def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
     return done
 
 
-@pytest.mark.slow
-def test_the_wheel_ships_recipes_and_targets_and_compresses_outside_the_checkout(tmp_path):
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """edgekd built as a wheel and installed (not editable) into its own site directory; ``run(*argv)`` runs
+    ``python -m edgekd`` from a folder outside the checkout with only that site on the path."""
+    tmp_path = tmp_path_factory.mktemp("wheel")
     # Build from a copy: building writes build/ and *.egg-info next to the sources.
     src = tmp_path / "src"
     src.mkdir()
@@ -57,12 +63,19 @@ def test_the_wheel_ships_recipes_and_targets_and_compresses_outside_the_checkout
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site), "EDGEKD_CONFIG_DIR": str(tmp_path / "config"),
-           "EDGEKD_PROGRESS": "0"}
+           "EDGEKD_PROGRESS": "0", "EDGEKD_RESULTS": str(tmp_path / "results.jsonl")}
     env.pop("EDGEKD_DATA", None)
 
     def edgekd(*argv: str) -> subprocess.CompletedProcess:
         return _run([sys.executable, "-m", "edgekd", *argv], cwd=elsewhere, env=env)
 
+    return SimpleNamespace(site=site, elsewhere=elsewhere, env=env, run=edgekd, tmp=tmp_path)
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_recipes_and_targets_and_compresses_outside_the_checkout(installed):
+    site, elsewhere, env, edgekd, tmp_path = (installed.site, installed.elsewhere, installed.env, installed.run,
+                                              installed.tmp)
     where = _run([sys.executable, "-c", "import edgekd, edgekd.paths as p; print(edgekd.__file__); "
                   "print(p.shipped_dir('recipes'))"], cwd=elsewhere, env=env).stdout.split()
     assert where == [str(site / "edgekd" / "__init__.py"), str(site / "edgekd" / "shipped" / "recipes")]
@@ -80,3 +93,26 @@ def test_the_wheel_ships_recipes_and_targets_and_compresses_outside_the_checkout
     assert report["run_dir"] == str(run)
     assert (run / "model.pt").is_file() and (run / "report.json").is_file()
     assert json.loads((run / "report.json").read_text())["student"]["flops"] > 0
+
+
+@pytest.mark.slow
+def test_the_wheel_compresses_compiles_and_benches_a_user_network_outside_the_checkout(installed, shared_data):
+    """A user's net.py and plain state_dict, in a folder of their own: compress --model → compile the .pt2 →
+    bench on this host, all from the installed wheel."""
+    code = installed.tmp / "user-code"
+    code.mkdir()
+    shutil.copy2(REPO / "tests" / "integration" / "user_nets" / "usernet.py", code / "usernet.py")
+    make_weights = ("import sys, torch; sys.path.insert(0, sys.argv[1]); import usernet; torch.manual_seed(0); "
+                    "torch.save(usernet.build().state_dict(), sys.argv[1] + '/w.pth')")
+    _run([sys.executable, "-c", make_weights, str(code)])
+    run = installed.tmp / "user-run"
+    tiny = [a for item in USER_TINY for a in ("--set", item)]
+    report = json.loads(installed.run("compress", "--model", str(code / "usernet.py") + ":build", "--checkpoint",
+                                      str(code / "w.pth"), "--data", str(shared_data), "--budget", "flops=0.5",
+                                      "--out", str(run), *tiny, "--json").stdout)
+    assert report["program"] == str(run / "model.pt2") and report["student"]["flops"] <= report["teacher"]["flops"]
+    installed.run("compile", str(run / "model.pt2"), "--target", "host", "--out", "art", "--no-onnx")
+    measured = json.loads(installed.run("bench", "art", "--device", "local", "--runs", "5", "--min-seconds", "0.1",
+                                        "--json").stdout)
+    assert measured["max_abs_diff"] <= 1e-4 and measured["latency_valid"]
+    assert measured["versions"]["edgekd"]

@@ -1,8 +1,9 @@
 /*
  * edgekd-runner: load a TVM Relax executable (model.so), run it, time it, print one JSON document.
  *
- * Plain C over the tvm-ffi C ABI (tvm/ffi/c_api.h), so it links against the board's prebuilt
- * libtvm_runtime.so / libtvm_ffi.so without any C++ ABI coupling. Contract: docs/artifacts.md.
+ * Plain C: the model is loaded and run by edgekd_model.c (over the tvm-ffi C ABI, tvm/ffi/c_api.h), so it links
+ * against the board's prebuilt libtvm_runtime.so / libtvm_ffi.so without any C++ ABI coupling. Contract:
+ * docs/artifacts.md; the loading piece (edgekd_model.h) is documented for users' own programs in docs/deploy.md.
  *
  *   edgekd-runner --model model.so [--input input.bin | --seed N] --shape 1,3,32,32 [--dtype float32]
  *                 [--warmup-runs 1] [--warmup-seconds 0.5] [--runs 50] [--min-seconds 1.0]
@@ -25,13 +26,13 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include <tvm/ffi/c_api.h>
+#include "edgekd_model.h"
 
 #ifndef EDGEKD_TVM_RUNTIME_VERSION
 #define EDGEKD_TVM_RUNTIME_VERSION "unknown"
 #endif
 #define RUNNER_VERSION "2"
-#define MAX_DIMS 8
+#define MAX_DIMS EDGEKD_MAX_DIMS
 #define MAX_CPUS 1024
 #define MAX_INLINE_VALUES 1000
 /* No edge model takes more than this as one input; a larger --shape is a mistake, not a model. */
@@ -50,8 +51,8 @@ typedef struct {
 } DtypeInfo;
 
 static const DtypeInfo DTYPES[] = {
-    {"float32", kDLFloat, 32}, {"float64", kDLFloat, 64}, {"int8", kDLInt, 8},
-    {"int32", kDLInt, 32},     {"int64", kDLInt, 64},     {"uint8", kDLUInt, 8},
+    {"float32", EDGEKD_FLOAT, 32}, {"float64", EDGEKD_FLOAT, 64}, {"int8", EDGEKD_INT, 8},
+    {"int32", EDGEKD_INT, 32},     {"int64", EDGEKD_INT, 64},     {"uint8", EDGEKD_UINT, 8},
 };
 #define N_DTYPES (sizeof DTYPES / sizeof DTYPES[0])
 
@@ -114,23 +115,11 @@ static const DtypeInfo *find_dtype(const char *name) {
   return NULL;
 }
 
-/* Print the raised TVM error as one line (kind: message, newlines folded) and exit. */
-static void fail_tvm(const char *what) {
-  TVMFFIObjectHandle err = NULL;
-  TVMFFIErrorMoveFromRaised(&err);
-  if (err == NULL) fail(what, "unknown TVM error");
-  TVMFFIErrorCell *cell = (TVMFFIErrorCell *)((char *)err + sizeof(TVMFFIObject));
-  size_t kind_len = cell->kind.size, msg_len = cell->message.size;
-  if (msg_len > 2000) msg_len = 2000;
-  char *line = malloc(kind_len + msg_len + 3);
-  if (line == NULL) fail(what, "out of memory");
-  memcpy(line, cell->kind.data, kind_len);
-  memcpy(line + kind_len, ": ", 2);
-  memcpy(line + kind_len + 2, cell->message.data, msg_len);
-  line[kind_len + 2 + msg_len] = '\0';
-  for (char *c = line; *c; ++c)
-    if (*c == '\n' || *c == '\r') *c = ' ';
-  fail(what, line);
+/* A failed edgekd_model_* call: exit 4 for a model the runner cannot report on, else 1 (the reason is one line). */
+static void check(EdgekdStatus status) {
+  if (status == EDGEKD_OK) return;
+  if (status == EDGEKD_UNSUPPORTED_MODEL) model_error(edgekd_last_error());
+  fail(edgekd_last_error(), NULL);
 }
 
 /* ---------------------------------------------------------------- argument parsing */
@@ -300,89 +289,6 @@ static void apply_threads(Options *opt) {
   setenv("TVM_NUM_THREADS", text, 1);
 }
 
-/* ---------------------------------------------------------------- tvm-ffi helpers */
-
-static TVMFFIObjectHandle get_global(const char *name) {
-  TVMFFIByteArray key = {name, strlen(name)};
-  TVMFFIObjectHandle func = NULL;
-  if (TVMFFIFunctionGetGlobal(&key, &func) != 0) fail_tvm(name);
-  if (func == NULL) fail("missing TVM global function (is libtvm_runtime.so loaded?)", name);
-  return func;
-}
-
-static TVMFFIAny call(TVMFFIObjectHandle func, TVMFFIAny *args, int num_args, const char *what) {
-  TVMFFIAny result;
-  memset(&result, 0, sizeof result);
-  if (TVMFFIFunctionCall(func, args, num_args, &result) != 0) fail_tvm(what);
-  return result;
-}
-
-static TVMFFIAny any_object(TVMFFIObjectHandle obj) {
-  TVMFFIAny value;
-  memset(&value, 0, sizeof value);
-  value.type_index = ((TVMFFIObject *)obj)->type_index;
-  value.v_obj = (TVMFFIObject *)obj;
-  return value;
-}
-
-static TVMFFIAny any_str(const char *text) {
-  TVMFFIAny value;
-  memset(&value, 0, sizeof value);
-  value.type_index = kTVMFFIRawStr;
-  value.v_c_str = text;
-  return value;
-}
-
-static TVMFFIAny any_int(int64_t number) {
-  TVMFFIAny value;
-  memset(&value, 0, sizeof value);
-  value.type_index = kTVMFFIInt;
-  value.v_int64 = number;
-  return value;
-}
-
-static void release(TVMFFIAny *value) {
-  if (value->type_index >= kTVMFFIStaticObjectBegin && value->v_obj != NULL) TVMFFIObjectDecRef(value->v_obj);
-  value->type_index = kTVMFFINone;
-  value->v_obj = NULL;
-}
-
-static TVMFFIObjectHandle module_function(TVMFFIObjectHandle module, const char *name, int query_imports) {
-  TVMFFIObjectHandle getter = get_global("ffi.ModuleGetFunction");
-  TVMFFIAny args[3] = {any_object(module), any_str(name), any_int(query_imports)};
-  args[2].type_index = kTVMFFIBool;
-  TVMFFIAny result = call(getter, args, 3, name);
-  if (result.type_index != kTVMFFIFunction) fail("function not found in module", name);
-  return result.v_obj;
-}
-
-typedef struct {
-  TVMFFIObjectHandle main;
-  TVMFFIObjectHandle vm;
-  TVMFFIObjectHandle library;
-} LoadedModel;
-
-static LoadedModel load_model(const char *given_path) {
-  LoadedModel model;
-  /* dlopen searches the library path for a bare name: always hand it an absolute path. */
-  char *path = realpath(given_path, NULL);
-  if (path == NULL) fail(given_path, strerror(errno));
-  TVMFFIAny path_arg = any_str(path);
-  TVMFFIAny library = call(get_global("ffi.ModuleLoadFromFile"), &path_arg, 1, "loading model library");
-  if (library.type_index != kTVMFFIModule) fail("not a TVM module", path);
-  model.library = library.v_obj;
-  TVMFFIObjectHandle loader = module_function(model.library, "vm_load_executable", 1);
-  TVMFFIAny vm = call(loader, NULL, 0, "vm_load_executable");
-  if (vm.type_index != kTVMFFIModule) fail("vm_load_executable did not return a module", path);
-  model.vm = vm.v_obj;
-  TVMFFIObjectHandle init = module_function(model.vm, "vm_initialization", 0);
-  TVMFFIAny init_args[3] = {any_int(kDLCPU), any_int(0), any_int(2 /* pooled allocator */)};
-  TVMFFIAny ignored = call(init, init_args, 3, "vm_initialization");
-  release(&ignored);
-  model.main = module_function(model.vm, "main", 0);
-  return model;
-}
-
 /* ---------------------------------------------------------------- tensors */
 
 typedef struct {
@@ -434,11 +340,11 @@ static void fill_seeded(HostTensor *input, const DtypeInfo *dtype, long seed) {
     state ^= state >> 7;
     state ^= state << 17;
     double value = (double)(state >> 11) / 9007199254740992.0 * 2.0 - 1.0;
-    if (dtype->code == kDLFloat && dtype->bits == 32) {
+    if (dtype->code == EDGEKD_FLOAT && dtype->bits == 32) {
       ((float *)input->data)[i] = (float)value;
-    } else if (dtype->code == kDLFloat) {
+    } else if (dtype->code == EDGEKD_FLOAT) {
       ((double *)input->data)[i] = value;
-    } else if (dtype->bits == 8 && dtype->code == kDLUInt) {
+    } else if (dtype->bits == 8 && dtype->code == EDGEKD_UINT) {
       ((uint8_t *)input->data)[i] = (uint8_t)((value + 1.0) * 127.5);
     } else if (dtype->bits == 8) {
       ((int8_t *)input->data)[i] = (int8_t)(value * 127.0);
@@ -485,67 +391,6 @@ static HostTensor make_input(const Options *opt) {
   return input;
 }
 
-static void ignore_deleter(DLManagedTensor *self) { (void)self; }
-
-/* Wrap the host buffer as a tvm-ffi Tensor (zero copy). */
-static TVMFFIObjectHandle input_tensor(HostTensor *input, const DtypeInfo *dtype) {
-  static DLManagedTensor managed;
-  memset(&managed, 0, sizeof managed);
-  managed.dl_tensor.data = input->data;
-  managed.dl_tensor.device.device_type = kDLCPU;
-  managed.dl_tensor.device.device_id = 0;
-  managed.dl_tensor.ndim = input->ndim;
-  managed.dl_tensor.dtype.code = dtype->code;
-  managed.dl_tensor.dtype.bits = dtype->bits;
-  managed.dl_tensor.dtype.lanes = 1;
-  managed.dl_tensor.shape = input->shape;
-  managed.deleter = ignore_deleter;
-  TVMFFIObjectHandle tensor = NULL;
-  if (TVMFFITensorFromDLPack(&managed, 64, 1, &tensor) != 0) fail_tvm("wrapping input tensor");
-  return tensor;
-}
-
-/* The DLTensor inside a result: a Tensor, or the only item of a one-item Array. A model with several outputs
- * is refused: the artifact, the bench and its reference comparison describe exactly one output tensor, and
- * silently timing/reporting the first of several would compare the wrong thing. */
-static DLTensor *result_tensor(TVMFFIAny *result) {
-  TVMFFIAny *value = result;
-  if (value->type_index == kTVMFFIArray) {
-    TVMFFISeqCell *seq = (TVMFFISeqCell *)((char *)value->v_obj + sizeof(TVMFFIObject));
-    if (seq->size != 1) {
-      char message[256];
-      snprintf(message, sizeof message,
-               "the model returns %lld outputs; the runner supports exactly one output tensor "
-               "(export a model with a single output)", (long long)seq->size);
-      model_error(message);
-    }
-    value = (TVMFFIAny *)seq->data;
-  }
-  if (value->type_index != kTVMFFITensor) model_error("the model's output is not a tensor");
-  return (DLTensor *)((char *)value->v_obj + sizeof(TVMFFIObject));
-}
-
-static HostTensor copy_output(TVMFFIAny *result) {
-  DLTensor *tensor = result_tensor(result);
-  if (tensor->dtype.code != kDLFloat || tensor->dtype.bits != 32 || tensor->dtype.lanes != 1 ||
-      tensor->ndim < 0 || tensor->ndim > MAX_DIMS)
-    model_error("only float32 outputs of at most 8 dimensions are supported");
-  HostTensor output;
-  output.ndim = tensor->ndim;
-  uint64_t count = 1;
-  for (int d = 0; d < tensor->ndim; ++d) {
-    output.shape[d] = tensor->shape[d];
-    if (tensor->shape[d] < 0 || !checked_mul(count, (uint64_t)tensor->shape[d], &count))
-      model_error("the model's output shape overflows");
-  }
-  if (!checked_mul(count, sizeof(float), &output.bytes) || output.bytes > (uint64_t)SIZE_MAX)
-    model_error("the model's output shape overflows");
-  output.count = (int64_t)count;
-  output.data = aligned_buffer((size_t)output.bytes);
-  memcpy(output.data, (char *)tensor->data + tensor->byte_offset, (size_t)output.bytes);
-  return output;
-}
-
 /* ---------------------------------------------------------------- timing */
 
 typedef struct {
@@ -563,16 +408,12 @@ static void push_sample(Samples *samples, double value) {
   samples->values[samples->count++] = value;
 }
 
-static double run_once_ms(TVMFFIObjectHandle main_fn, TVMFFIObjectHandle input, TVMFFIAny *keep) {
-  TVMFFIAny arg = any_object(input);
+/* One run of the model, timed; its result stays in the model until the next run. */
+static double run_once_ms(EdgekdModel *model) {
   double start = now_monotonic();
-  TVMFFIAny result = call(main_fn, &arg, 1, "running model");
+  EdgekdStatus status = edgekd_model_run(model);
   double elapsed = (now_monotonic() - start) * 1e3;
-  if (keep) {
-    *keep = result;
-  } else {
-    release(&result);
-  }
+  check(status);
   return elapsed;
 }
 
@@ -597,11 +438,11 @@ static void print_int_array(const int64_t *values, int count) {
   printf("]");
 }
 
-static void write_output_file(const char *path, const HostTensor *output) {
+static void write_output_file(const char *path, const EdgekdTensor *output, int64_t count) {
   FILE *file = fopen(path, "wb");
   if (file == NULL) fail(path, strerror(errno));
-  size_t wrote = fwrite(output->data, sizeof(float), (size_t)output->count, file);
-  if (fclose(file) != 0 || wrote != (size_t)output->count) fail(path, "could not write output");
+  size_t wrote = fwrite(output->data, sizeof(float), (size_t)count, file);
+  if (fclose(file) != 0 || wrote != (size_t)count) fail(path, "could not write output");
 }
 
 static void print_json_string(const char *text) {
@@ -627,20 +468,23 @@ int main(int argc, char **argv) {
 
   long rss_before = read_status_kb("VmRSS");
   double load_start = now_monotonic();
-  LoadedModel model = load_model(opt.model);
-  TVMFFIObjectHandle input_handle = input_tensor(&input, opt.dtype);
+  EdgekdModel *model = NULL;
+  check(edgekd_model_load(opt.model, &model));
+  EdgekdTensor model_input = {input.data, input.ndim, {0}, opt.dtype->code, opt.dtype->bits};
+  memcpy(model_input.shape, input.shape, sizeof input.shape);
+  check(edgekd_model_set_input(model, &model_input));
   double init_ms = (now_monotonic() - load_start) * 1e3;
   long rss_after = read_status_kb("VmRSS");
 
   /* Warm-up: the first run is reported separately and its result kept as the output. */
-  TVMFFIAny first_result;
-  double first_ms = run_once_ms(model.main, input_handle, &first_result);
-  HostTensor output = copy_output(&first_result);
-  release(&first_result);
+  double first_ms = run_once_ms(model);
+  EdgekdTensor output;
+  check(edgekd_model_output(model, &output));
+  int64_t output_count = edgekd_tensor_count(&output);
   int warmup_runs = 1;
   double warm_start = now_monotonic() - first_ms * 1e-3;
   while (warmup_runs < opt.warmup_runs || now_monotonic() - warm_start < opt.warmup_seconds) {
-    run_once_ms(model.main, input_handle, NULL);
+    run_once_ms(model);
     ++warmup_runs;
   }
 
@@ -648,7 +492,7 @@ int main(int argc, char **argv) {
   double timed_start_unix = now_unix();
   double timed_start = now_monotonic();
   while (samples.count < opt.runs || now_monotonic() - timed_start < opt.min_seconds)
-    push_sample(&samples, run_once_ms(model.main, input_handle, NULL));
+    push_sample(&samples, run_once_ms(model));
   double timed_end_unix = now_unix();
   long rss_peak = read_status_kb("VmHWM");
 
@@ -661,7 +505,7 @@ int main(int argc, char **argv) {
   const double *sorted = samples.values;
   int n = samples.count;
 
-  if (opt.output_file) write_output_file(opt.output_file, &output);
+  if (opt.output_file) write_output_file(opt.output_file, &output, output_count);
 
   printf("{\n  \"runner_version\": \"%s\",\n  \"tvm_runtime\": \"%s\",\n", RUNNER_VERSION,
          EDGEKD_TVM_RUNTIME_VERSION);
@@ -684,7 +528,7 @@ int main(int argc, char **argv) {
     printf("null");
   }
   printf(", \"values\": [");
-  int64_t inline_count = output.count < MAX_INLINE_VALUES ? output.count : MAX_INLINE_VALUES;
+  int64_t inline_count = output_count < MAX_INLINE_VALUES ? output_count : MAX_INLINE_VALUES;
   for (int64_t i = 0; i < inline_count; ++i) {
     float value = ((const float *)output.data)[i];
     if (isfinite(value)) {

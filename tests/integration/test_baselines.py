@@ -1,0 +1,67 @@
+"""ONNX Runtime timed on the same board in the same bench as TVM (interleaved repeats, same input and threads),
+stored as rows with ``runtime=onnxruntime``; an emulated board and a board without onnxruntime say so in one line
+and keep the TVM rows already measured."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from edgekd.device import connect
+from edgekd.device.bench import BenchOptions, bench
+from edgekd.errors import DeviceError
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    from edgekd.compile.api import CompileOptions, compile_model
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                          nn.Flatten(), nn.Linear(32, 10)).eval()
+    root = tmp_path_factory.mktemp("baseline")
+    return compile_model(model, "host", root / "host", CompileOptions(input_shape=(1, 3, 32, 32))).path
+
+
+def _options(**extra) -> BenchOptions:
+    return BenchOptions(runs=10, min_seconds=0.1, warmup_seconds=0.05, timeout_s=120, idle_seconds=0.0, **extra)
+
+
+def test_onnxruntime_rows_interleave_with_tvm_over_ssh(artifact, x86_board):
+    kept = []
+    with connect(x86_board) as conn:
+        results = bench(conn, x86_board, artifact, _options(repeat=2, baselines=("onnxruntime",),
+                                                            baseline_python=sys.executable), on_result=kept.append)
+    assert [r.runtime for r in results] == ["tvm", "onnxruntime", "tvm", "onnxruntime"] and kept == results
+    ort = results[1]
+    assert ort.max_abs_diff <= 1e-4 and ort.top1_agree == 1.0 and ort.latency_valid
+    assert ort.timing_ms["p50"] > 0 and ort.threads == results[0].threads
+    row = ort.to_row()
+    assert row["runtime"] == "onnxruntime" and row["version_onnxruntime"] and row["tuned"] is False
+    assert row["device"] == "x86" and row["latency_ms_p50"] == ort.timing_ms["p50"]
+
+
+def test_a_board_without_onnxruntime_keeps_the_tvm_row(artifact, x86_board, tmp_path):
+    bare = tmp_path / "bare-python"  # an interpreter that cannot import onnxruntime
+    bare.write_text(f"#!/bin/sh\nexec {sys.executable} -S -I \"$@\"\n")
+    bare.chmod(0o755)
+    kept = []
+    with connect(x86_board) as conn, pytest.raises(DeviceError, match="ONNX Runtime baseline failed: No module named"):
+        bench(conn, x86_board, artifact, _options(baselines=("onnxruntime",), baseline_python=str(bare)),
+              on_result=kept.append)
+    assert [r.runtime for r in kept] == ["tvm"]
+
+
+def test_no_baseline_on_an_emulated_board(tmp_path_factory, arm_board):
+    from edgekd.compile.api import CompileOptions, compile_model
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 30 * 30, 10)).eval()
+    tx2 = compile_model(model, "jetson-tx2", tmp_path_factory.mktemp("tx2") / "a",
+                        CompileOptions(input_shape=(1, 3, 32, 32)))
+    with connect(arm_board) as conn, pytest.raises(DeviceError, match="emulated board"):
+        bench(conn, arm_board, tx2.path, _options(threads=1, baselines=("onnxruntime",)))
