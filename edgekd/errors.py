@@ -53,3 +53,10 @@ class StructureError(EdgekdError):
 class PruningError(StructureError):
     """The physically pruned network does not compute what the masked one did: names the first module whose
     output differs and by how much."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first non-empty line of ``str(err)``, stripped; the exception's type name when it has no text.
+
+    For quoting a foreign exception (torch, TVM, a user's code) inside a one-line :class:`EdgekdError`."""
+    return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgekd.errors import CompileError, ToolchainError
+from edgekd.errors import CompileError, ToolchainError, first_line
 
 __all__ = ["system_cpu", "make_target", "import_model", "prepare_module", "compile_library", "run_library"]
 
@@ -48,7 +48,7 @@ def make_target(target: dict[str, Any]) -> Any:
     try:
         return tvm.target.Target(dict(target))
     except Exception as err:  # tvm raises its own error types
-        raise CompileError(f"TVM rejected target {target}: {_first_line(err)}") from None
+        raise CompileError(f"TVM rejected target {target}: {_error_line(err)}") from None
 
 
 def import_model(model: nn.Module | torch.export.ExportedProgram, example: torch.Tensor) -> Any:
@@ -66,7 +66,7 @@ def import_model(model: nn.Module | torch.export.ExportedProgram, example: torch
             program = model if isinstance(model, torch.export.ExportedProgram) else torch.export.export(
                 model.eval(), (example,))
     except Exception as err:  # torch.export raises many types
-        raise CompileError(f"torch.export could not trace the model: {_first_line(err)}") from None
+        raise CompileError(f"torch.export could not trace the model: {_error_line(err)}") from None
     try:
         return from_exported_program(program, keep_params_as_input=False)
     except Exception as err:  # the frontend signals unsupported ops with AssertionError
@@ -76,7 +76,7 @@ def import_model(model: nn.Module | torch.export.ExportedProgram, example: torch
                 f"TVM's PyTorch frontend cannot import operator(s) {', '.join(operators)}; replace them in the "
                 f"model or export it to ONNX instead"
             ) from None
-        raise CompileError(f"TVM's PyTorch frontend failed: {_first_line(err)}") from None
+        raise CompileError(f"TVM's PyTorch frontend failed: {_error_line(err)}") from None
 
 
 def _unsupported_operators(message: str) -> list[str]:
@@ -134,13 +134,13 @@ def compile_library(mod: Any, target: Any, output: Path, compiler: str | None,
                     mod = relax.transform.FoldConstant()(mod)
         executable = tvm.compile(mod, target)
     except Exception as err:  # tvm raises its own error types
-        raise CompileError(f"TVM could not compile the model for {target}: {_first_line(err)}") from None
+        raise CompileError(f"TVM could not compile the model for {target}: {_error_line(err)}") from None
     try:
         fcompile = cc.cross_compiler(compiler) if compiler else None
         executable.export_library(str(output), fcompile=fcompile)
     except Exception as err:  # the compiler's stderr comes back inside a RuntimeError
         raise ToolchainError(f"linking {output.name} with {compiler or 'the default compiler'} failed: "
-                             f"{_first_line(err)}") from None
+                             f"{_error_line(err)}") from None
     return output
 
 
@@ -155,9 +155,8 @@ def run_library(library: Path, example: np.ndarray) -> np.ndarray:
     return first.numpy()
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    lines = [line for line in text.splitlines() if line.strip()]
+def _error_line(err: BaseException) -> str:
     # TVM errors put the useful line last (after the traceback); others put it first.
-    useful = next((line for line in reversed(lines) if "Error" in line and ":" in line), lines[0] if lines else "")
-    return useful.strip()[:400] or type(err).__name__
+    lines = str(err).splitlines()
+    useful = next((line.strip() for line in reversed(lines) if "Error" in line and ":" in line), None)
+    return (useful or first_line(err))[:400]

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgekd.errors import CompileError
+from edgekd.errors import CompileError, first_line
 
 __all__ = ["export_onnx", "ONNX_OPSET"]
 
@@ -34,6 +34,5 @@ def export_onnx(model: nn.Module | torch.export.ExportedProgram, example: torch.
             torch.onnx.export(model, (example,), str(path), input_names=["x"], output_names=["y"],
                               dynamo=True, external_data=False, opset_version=ONNX_OPSET)
     except Exception as err:  # the exporter raises many types
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CompileError(f"ONNX export failed: {first}") from None
+        raise CompileError(f"ONNX export failed: {first_line(err)}") from None
     return path

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from edgekd.atomic import atomic_write, sha256_file
-from edgekd.errors import CheckpointError, ConfigError
+from edgekd.errors import CheckpointError, ConfigError, first_line
 from edgekd.models.layers import BorderCorrectedConv2d
 
 MODEL_FILE = "model.pt"
@@ -95,22 +95,23 @@ def save_program(path: str | Path, model: nn.Module, arch: ModelArch, extra: dic
     try:
         program = torch.export.export(model, (example,))
     except Exception as err:  # torch.export raises many types
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CompileError(f"torch.export could not trace {arch.name}: {first}") from None
+        raise CompileError(f"torch.export could not trace {arch.name}: {first_line(err)}") from None
     record = json.dumps({"schema_version": SCHEMA_VERSION, "arch": arch.to_dict(), "extra": extra or {}})
     return atomic_write(path, lambda handle: torch.export.save(program, handle, extra_files={PROGRAM_ARCH: record}))
 
 
-def load_model(path: str | Path) -> LoadedModel:
+def load_model(path: str | Path, payload: dict[str, Any] | None = None) -> LoadedModel:
     """Rebuild a model saved by :func:`save_model` (dense or pruned) or :func:`save_program`, in eval mode on the
-    CPU. A ``model.pt`` of a user's network imports its builder; a ``.pt2`` needs no code."""
+    CPU. A ``model.pt`` of a user's network imports its builder; a ``.pt2`` needs no code. ``payload``: the
+    ``model.pt`` file's contents when the caller has already read them (the file is then not read again)."""
     from edgekd.models import create_model
 
     file = resolve_model_file(path)
     if file.suffix == ".pt2":
         return _load_program(file)
     try:
-        payload = torch.load(file, map_location="cpu", weights_only=True)
+        if payload is None:
+            payload = torch.load(file, map_location="cpu", weights_only=True)
         arch = ModelArch.from_dict(payload["arch"])
     except Exception as err:  # torch raises many types for a corrupt file
         raise CheckpointError(f"{file}: not an edgekd model file ({type(err).__name__}: {err})") from None

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from torch import nn
 
-from edgekd.errors import ConfigError
+from edgekd.errors import ConfigError, first_line
 
 __all__ = ["UserModelRef", "parse_user_ref", "is_user_model", "build_user_model", "check_user_model"]
 
@@ -186,5 +186,4 @@ def _build_timm(ref: UserModelRef, num_classes: int, kwargs: dict) -> nn.Module:
 
 
 def _describe(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+    return f"{type(err).__name__}: {first_line(err)}" if str(err).strip() else type(err).__name__

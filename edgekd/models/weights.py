@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgekd.errors import CheckpointError
+from edgekd.errors import CheckpointError, first_line
 
 __all__ = ["read_weight_file", "is_edgekd_payload", "state_dict_of", "load_weights"]
 
@@ -35,8 +35,8 @@ def read_weight_file(path: str | Path) -> Any:
             return load_file(str(path), device="cpu")
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch / safetensors raise many types for a bad file
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise CheckpointError(f"{path}: cannot read weights ({type(err).__name__}: {first[:200]})") from None
+        first = first_line(err)[:200] if str(err).strip() else ""  # no type name twice
+        raise CheckpointError(f"{path}: cannot read weights ({type(err).__name__}: {first})") from None
 
 
 def is_edgekd_payload(payload: Any) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from edgekd.atomic import atomic_write_text
 from edgekd.config.recipe import Recipe, parse_amount, recipe_from_dict
@@ -87,14 +88,26 @@ def default_recipe(model: str, budgets: dict[str, float], data: str | None = Non
             "finetune": {"epochs": 5, "lr": 0.01, "schedule": "cosine"},
         },
     }
-    recipe = recipe_from_dict({**raw, "structure": None}, f"<compress --model {model}>", overrides, data)
+    source = f"<compress --model {model}>"
+    recipe = recipe_from_dict(raw, source, overrides, data)  # validated once; the blocks are set on it below
     raw["structure"]["blocks"] = [{"name": stage.name, "modules": [stage.name], **budgets}
                                   for stage in network_blocks(recipe) if stage.prunable_groups]
     if not raw["structure"]["blocks"]:
         raise ConfigError(f"model={model!r}: no top-level stage has prunable channels (see `edgekd blocks --model "
                           f"{model}`); write a recipe with blocks")
-    source = f"<compress --model {model}>"
-    return recipe_from_dict(raw, source, overrides, data), raw
+    if recipe.structure is not None and not _sets_blocks(overrides):  # an override's blocks beat the generated
+        try:
+            recipe.structure.blocks = raw["structure"]["blocks"]  # checked on assignment (validate_assignment)
+        except ValidationError:  # e.g. --set structure.global...: the recipe's own one-line refusal
+            recipe_from_dict(raw, source, overrides, data)
+            raise
+    return recipe, raw
+
+
+def _sets_blocks(overrides: list[str] | None) -> bool:
+    """Whether a ``--set`` replaces ``structure`` or ``structure.blocks`` (it then wins over the generated blocks)."""
+    paths = (override.partition("=")[0].strip().split(".") for override in overrides or [])
+    return any(path in (["structure"], ["structure", "blocks"]) for path in paths)
 
 
 def network_blocks(recipe: Recipe):

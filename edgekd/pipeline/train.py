@@ -16,7 +16,7 @@ from torch import nn
 from edgekd.atomic import atomic_write_json, sha256_file
 from edgekd.config.recipe import ModelSpec, Recipe
 from edgekd.data import Loaders, build_loaders
-from edgekd.errors import CheckpointError, ConfigError
+from edgekd.errors import CheckpointError, ConfigError, first_line
 from edgekd.learn.distill import CrossEntropyObjective, DistillationObjective
 from edgekd.learn.engine import Trainer, TrainResult, seed_everything
 from edgekd.learn.runs import resolve_run_dir, write_recipe
@@ -97,7 +97,7 @@ def load_teacher(recipe: Recipe, teacher: str | Path | None = None, loaders: Loa
     payload = read_weight_file(file)
     if not is_edgekd_payload(payload):
         return _teacher_from_weights(recipe, file, payload, loaders)
-    loaded = load_model(file)
+    loaded = load_model(file, payload)
     if loaded.arch.name != recipe.teacher.model.name:
         raise CheckpointError(f"{loaded.path}: holds {loaded.arch.name}, but the recipe's teacher is "
                               f"{recipe.teacher.model.name}")
@@ -137,9 +137,8 @@ def check_head(model: nn.Module, name: str, loaders: Loaders) -> None:
         with torch.no_grad():
             output = model.eval()(torch.zeros(loaders.input_shape))
     except Exception as err:  # a user's network may raise anything on a wrong input size
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"model={name!r}: cannot run on the data's input {_dims(loaders.input_shape)}: "
-                          f"{type(err).__name__}: {first}") from None
+                          f"{type(err).__name__}: {first_line(err)}") from None
     finally:
         model.train(was_training)
     if isinstance(output, tuple | list):

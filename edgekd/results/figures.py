@@ -8,6 +8,7 @@ axes) is :mod:`edgekd.results.report`'s job.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["accuracy_latency", "block_budgets", "block_widths", "latency_distribution", "peak_memory", "power",
@@ -100,28 +101,34 @@ def block_budgets(data: dict[str, Any]) -> bytes:
 def latency_distribution(data: dict[str, Any]) -> bytes:
     """Per artifact: the per-repeat latency p50 as a box, every repeat as a dot."""
     series = data["series"]
-    figure = _figure(width=max(5.0, 1.4 * len(series) + 2))
-    axes = figure.add_subplot()
-    axes.boxplot([s["values"] for s in series], tick_labels=[s["label"] for s in series], widths=0.5)
-    for index, item in enumerate(series, start=1):
-        axes.scatter([index] * len(item["values"]), item["values"], s=14, color=STUDENT, alpha=0.7, zorder=3)
-    axes.set_ylabel("latency p50 per repeat (ms)")
-    axes.set_title("Latency distribution per artifact")
-    axes.tick_params(axis="x", labelsize=8, labelrotation=10)
-    axes.grid(axis="y", alpha=0.3)
-    return _png(figure)
+
+    def draw(axes) -> None:
+        axes.boxplot([s["values"] for s in series], tick_labels=[s["label"] for s in series], widths=0.5)
+        for index, item in enumerate(series, start=1):
+            axes.scatter([index] * len(item["values"]), item["values"], s=14, color=STUDENT, alpha=0.7, zorder=3)
+
+    return _per_artifact(series, draw, "latency p50 per repeat (ms)", "Latency distribution per artifact")
 
 
 def peak_memory(data: dict[str, Any]) -> bytes:
     """Per artifact: the runner's peak resident memory."""
     series = data["series"]
+
+    def draw(axes) -> None:
+        bars = axes.bar([s["label"] for s in series], [s["peak_rss_mb"] for s in series], color=STUDENT, width=0.5)
+        axes.bar_label(bars, fmt="%.1f", fontsize=8)
+        axes.set_xlim(-0.8, len(series) - 0.2)
+
+    return _per_artifact(series, draw, "peak RSS (MB)", "Peak memory per artifact")
+
+
+def _per_artifact(series: list[dict[str, Any]], draw: Callable[[Any], None], ylabel: str, title: str) -> bytes:
+    """One column per artifact: a figure as wide as ``series`` needs, ``draw(axes)``, then the shared labelling."""
     figure = _figure(width=max(5.0, 1.4 * len(series) + 2))
     axes = figure.add_subplot()
-    bars = axes.bar([s["label"] for s in series], [s["peak_rss_mb"] for s in series], color=STUDENT, width=0.5)
-    axes.bar_label(bars, fmt="%.1f", fontsize=8)
-    axes.set_xlim(-0.8, len(series) - 0.2)
-    axes.set_ylabel("peak RSS (MB)")
-    axes.set_title("Peak memory per artifact")
+    draw(axes)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
     axes.tick_params(axis="x", labelsize=8, labelrotation=10)
     axes.grid(axis="y", alpha=0.3)
     return _png(figure)
