@@ -42,12 +42,14 @@ from edgekd.device.manage import (
     verify_device_cache,
 )
 from edgekd.errors import ConfigError
+from edgekd.latency.profile import ProfileOptions
 from edgekd.learn.progress import task_progress
 from edgekd.models.counting import format_count
 from edgekd.pipeline.bench import bench
 from edgekd.pipeline.compile import compile_on_device
 from edgekd.pipeline.compress import CompressResult, compress
 from edgekd.pipeline.default_recipe import compress_model, model_blocks
+from edgekd.pipeline.latency import list_latency_models, profile_recipe, show_latency_model
 from edgekd.pipeline.train import RunResult, build_student, distill, load_teacher, train
 from edgekd.results.query import DEFAULT_COLUMNS, ResultsQuery, query_results, select_columns
 from edgekd.results.report import Report, build_report, default_report_dir, report_source_for_artifact
@@ -65,4 +67,5 @@ __all__ = [
     "DEFAULT_COLUMNS", "Report", "ResultsQuery", "build_report", "default_report_dir", "query_results",
     "report_source_for_artifact", "select_columns",
     "compile_on_device",
+    "ProfileOptions", "list_latency_models", "profile_recipe", "show_latency_model",
 ]

@@ -24,9 +24,19 @@ app = typer.Typer(
 
 def _register() -> None:
     # Explicit registration (no import side effects): each module exposes `register(app)`.
-    from edgekd.cli import compile_cmd, compress_cmd, device_cmd, recipes_cmd, report_cmd, results_cmd, train_cmd
+    from edgekd.cli import (
+        compile_cmd,
+        compress_cmd,
+        device_cmd,
+        latency_cmd,
+        recipes_cmd,
+        report_cmd,
+        results_cmd,
+        train_cmd,
+    )
 
-    for module in (recipes_cmd, train_cmd, compress_cmd, compile_cmd, device_cmd, results_cmd, report_cmd):
+    for module in (recipes_cmd, train_cmd, compress_cmd, compile_cmd, device_cmd, latency_cmd, results_cmd,
+                   report_cmd):
         module.register(app)
 
 

@@ -33,6 +33,9 @@ def compress(recipe: str = typer.Option(None, "--recipe", "-r",
              data: str = DataOpt, set_: list[str] = SetOpt, out: str = OutOpt,
              target: str = typer.Option(None, "--target", help="Target profile (recorded; compile/bench follow)."),
              teacher: str = typer.Option(None, "--teacher", help="Dense teacher run dir or model.pt."),
+             device: str = typer.Option(None, "--device",
+                                        help="The board whose latency model latency budgets are learnt under "
+                                             "(edgekd latency profile)."),
              resume: bool = ResumeOpt, json_: bool = JsonOpt,
              report: bool = typer.Option(False, "--report", help="Write the HTML report of the run at the end.")
              ) -> None:
@@ -42,6 +45,8 @@ def compress(recipe: str = typer.Option(None, "--recipe", "-r",
     if (recipe is None) == (model is None):
         raise api.ConfigError("compress: give --recipe, or --model with --budget (a default recipe is generated)")
     if model is not None:
+        if device is not None:
+            raise api.ConfigError("compress: --device goes with a recipe that budgets latency (--recipe)")
         result = api.compress_model(model, budget or [], data=data, dataset=dataset, checkpoint=checkpoint or teacher,
                                     input_shape=input_shape, overrides=set_, out=out, target=target, resume=resume,
                                     on_recipe=lambda path: console.print(f"recipe saved to {path}", markup=False,
@@ -52,7 +57,7 @@ def compress(recipe: str = typer.Option(None, "--recipe", "-r",
             if value:
                 raise api.ConfigError(f"compress: {flag} goes with --model; with --recipe set it in the recipe")
         resolved = api.load_recipe(recipe, overrides=set_, data_root=data)
-        result = api.compress(resolved, out=out, teacher=teacher, target=target, resume=resume)
+        result = api.compress(resolved, out=out, teacher=teacher, target=target, resume=resume, device=device)
     written = api.build_report(result.run_dir) if report else None
     if json_:
         emit_json(result.to_dict())

@@ -118,45 +118,83 @@ def parse_amount(value: Any) -> float:
     return amount
 
 
-class BlockBudget(Strict):
+def parse_latency(value: Any) -> tuple[float | None, float | None]:
+    """A latency budget: a fraction ≤ 1 of the dense block's predicted latency (0.6) or milliseconds ('1.5ms');
+    returns (fraction, milliseconds), one of them None."""
+    if isinstance(value, str) and value.strip().lower().endswith("ms"):
+        ms = parse_amount(value.strip()[:-2])
+        return None, ms
+    fraction = parse_amount(value)
+    if fraction > 1:
+        raise ValueError("a latency budget is a fraction ≤ 1 of the dense block (0.6) or milliseconds ('1.5ms')")
+    return fraction, None
+
+
+class _Amounts(Strict):
+    """Budget amounts of the cost kinds: flops and params (fractions ≤ 1 or absolute counts such as '12M'), and
+    latency (a fraction ≤ 1, or milliseconds written '1.5ms', kept in ``latency_ms``)."""
+
+    flops: float | None = None
+    params: float | None = None
+    latency: float | None = None
+    latency_ms: float | None = Field(None, gt=0)
+
+    @field_validator("flops", "params", mode="before")
+    @classmethod
+    def _amount(cls, value: Any) -> float | None:
+        return None if value is None else parse_amount(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _latency(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("latency") is not None:
+            data = dict(data)
+            fraction, ms = parse_latency(data["latency"])
+            if ms is not None:
+                if data.get("latency_ms") is not None:
+                    raise ValueError("give latency or latency_ms, not both")
+                data["latency"], data["latency_ms"] = None, ms
+            else:
+                data["latency"] = fraction
+        return data
+
+    def amounts(self) -> dict[str, float]:
+        """Cost kind → requested amount, for each kind budgeted (latency: the fraction or the milliseconds)."""
+        found = {kind: value for kind in ("flops", "params") if (value := getattr(self, kind)) is not None}
+        latency = self.latency_ms if self.latency_ms is not None else self.latency
+        if latency is not None:
+            found["latency"] = latency
+        return found
+
+    def is_fraction(self, kind: str) -> bool:
+        """Whether ``kind``'s amount is relative to the dense block (≤ 1; latency: not given in ms)."""
+        if kind == "latency":
+            return self.latency_ms is None
+        value = getattr(self, kind)
+        return value is not None and value <= 1
+
+    def budget_fields(self) -> dict[str, float]:
+        return {k: v for k in ("flops", "params", "latency", "latency_ms") if (v := getattr(self, k)) is not None}
+
+
+class BlockBudget(_Amounts):
     """One recipe block: the modules it owns and its budget (fractions ≤ 1 are relative to the dense block)."""
 
     name: str
     modules: list[str] = Field(min_length=1)  # module-name prefixes or fnmatch patterns
-    flops: float | None = None
-    params: float | None = None
     frozen: bool = False
-
-    @field_validator("flops", "params", mode="before")
-    @classmethod
-    def _amount(cls, value: Any) -> float | None:
-        return None if value is None else parse_amount(value)
-
-    def amounts(self) -> dict[str, float]:
-        """Cost kind → requested amount, for each kind this block budgets (empty when frozen)."""
-        return {kind: value for kind in ("flops", "params") if (value := getattr(self, kind)) is not None}
 
     @model_validator(mode="after")
     def _one_kind(self) -> BlockBudget:
-        if self.frozen and (self.flops is not None or self.params is not None):
+        if self.frozen and self.amounts():
             raise ValueError(f"block {self.name!r}: a frozen block takes no budget")
-        if not self.frozen and self.flops is None and self.params is None:
-            raise ValueError(f"block {self.name!r}: give flops, params, or frozen: true")
+        if not self.frozen and not self.amounts():
+            raise ValueError(f"block {self.name!r}: give flops, params, latency, or frozen: true")
         return self
 
 
-class GlobalBudget(Strict):
-    flops: float | None = None
-    params: float | None = None
-
-    @field_validator("flops", "params", mode="before")
-    @classmethod
-    def _amount(cls, value: Any) -> float | None:
-        return None if value is None else parse_amount(value)
-
-    def amounts(self) -> dict[str, float]:
-        """Cost kind → requested amount, for each kind given."""
-        return {kind: value for kind in ("flops", "params") if (value := getattr(self, kind)) is not None}
+class GlobalBudget(_Amounts):
+    pass
 
 
 class PhaseConfig(Strict):
@@ -182,6 +220,7 @@ class StructureConfig(Strict):
     lambda_rate: float = Field(0.5, gt=0)  # eta of the multiplicative lambda controller
     update_every: int = Field(10, ge=1)  # optimizer steps between lambda updates
     round_to: int = Field(1, ge=1)  # channel counts rounded up to a multiple (e.g. 8)
+    latency_ms: float | None = Field(None, gt=0)  # the whole network's predicted latency (cost: latency)
     learn: PhaseConfig = Field(default_factory=lambda: PhaseConfig(epochs=10, schedule="constant"))
     finetune: PhaseConfig = Field(default_factory=lambda: PhaseConfig(epochs=10))
 
@@ -195,6 +234,9 @@ class StructureConfig(Strict):
             raise ValueError(f"duplicate block names: {', '.join(duplicates)}")
         if self.blocks and self.global_budget is not None:
             raise ValueError("give either per-block budgets (blocks) or a global budget, not both")
+        if self.latency_ms is not None and (self.blocks or self.global_budget is not None):
+            raise ValueError("latency_ms is the whole network's budget: give it without blocks or a global budget "
+                             "(per-block latency budgets: blocks[].latency)")
         return self
 
 

@@ -130,6 +130,8 @@ class TargetProfile(_Strict):
     threads: ThreadDefaults
     power_sensors: list[PowerSensor] = Field(default_factory=list)
     roofline: Roofline | None = None
+    # channel counts this CPU's kernels like (optional): the grid of latency profiles and of pruned widths
+    channel_multiple: int | None = Field(default=None, ge=1)
     notes: list[str] = Field(default_factory=list)
     _source: str | None = PrivateAttr(default=None)
 

@@ -37,6 +37,7 @@ from edgekd.learn.engine import Trainer, evaluate, seed_everything
 from edgekd.learn.runs import resolve_run_dir, write_recipe
 from edgekd.models.counting import count_model
 from edgekd.models.io import for_inference, load_model, save_model, save_program
+from edgekd.pipeline.latency import latency_cost_for, resolve_latency_budget, wants_latency
 from edgekd.pipeline.train import build_model, load_teacher, model_arch, objective_for, train
 from edgekd.structure.budgets import check_cost_models
 from edgekd.structure.costs import CostModel, FlopCost, ParamCost, network_cost
@@ -77,13 +78,14 @@ def phase_config(training: TrainingConfig, phase: PhaseConfig) -> TrainingConfig
     return training.model_copy(update=update)
 
 
-def structure_cost_models(recipe: Recipe) -> dict[str, CostModel]:
-    """The cost models structure learning optimises and reports, by kind: FLOPs and conv/linear weights.
-
-    A latency model measured on the recipe's target board is to be added here (it implements
-    :class:`~edgekd.structure.costs.CostModel` with ``name = "latency"``); until then a recipe asking for
-    latency is refused by :func:`~edgekd.structure.budgets.check_cost_models`."""
-    return {"flops": FlopCost(), "params": ParamCost()}
+def structure_cost_models(recipe: Recipe, latency: CostModel | None = None) -> dict[str, CostModel]:
+    """The cost models structure learning optimises and reports, by kind: FLOPs, conv/linear weights and, when
+    one is handed in, the latency model measured on the board (:func:`edgekd.pipeline.latency.latency_cost_for`);
+    without it a recipe asking for latency is refused by :func:`~edgekd.structure.budgets.check_cost_models`."""
+    models: dict[str, CostModel] = {"flops": FlopCost(), "params": ParamCost()}
+    if latency is not None:
+        models["latency"] = latency
+    return models
 
 
 def learn_structure(recipe: Recipe, student: nn.Module, teacher: nn.Module | None, loaders: Loaders,
@@ -149,12 +151,17 @@ def _teacher(recipe: Recipe, teacher: str | Path | None, run_dir: Path, resume: 
 
 
 def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path | None = None,
-             target: str | None = None, resume: bool = False) -> CompressResult:
-    """Run the whole pipeline (see the module docstring); returns and writes ``report.json``."""
+             target: str | None = None, resume: bool = False, device: str | None = None) -> CompressResult:
+    """Run the whole pipeline (see the module docstring); returns and writes ``report.json``. ``device``: the board
+    whose latency model a latency budget is learnt under."""
     if recipe.structure is None:
         raise ConfigError(f"{recipe.source}: structure: missing; compress needs a structure section "
                           "(blocks with budgets, or a global budget)")
-    cost_models = structure_cost_models(recipe)
+    latency = None
+    if wants_latency(recipe):
+        latency = latency_cost_for(recipe, device)
+        recipe = resolve_latency_budget(recipe, latency)
+    cost_models = structure_cost_models(recipe, latency)
     check_cost_models(recipe.structure, cost_models, recipe.source)  # before any run directory or training
     run_dir = resolve_run_dir(recipe, "compress", out, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -188,10 +195,15 @@ def _pruning_info(learned: StructureRun, loaders: Loaders) -> dict:
     learner, pruned = learned.learner, learned.pruned
     masked = masked_copy(learned.student, learner.graph, pruned.masks)
     verified = _verify_surgery(masked, learned, loaders)
-    return {"verified": verified, "threshold": learner.controller.threshold, "deviation": pruned.deviation,
+    info = {"verified": verified, "threshold": learner.controller.threshold, "deviation": pruned.deviation,
             "masked_test_acc": evaluate(masked, loaders.test).acc,
             "pruned_test_acc": evaluate(pruned.model, loaders.test).acc,
             "cost_model_flops": network_cost(learner.graph, learner.controller.cost_models["flops"], pruned.masks)}
+    latency = learner.controller.cost_models.get("latency")
+    if latency is not None:  # what the board's model predicts for the pruned network, and whose model it is
+        info["predicted_latency_ms"] = latency.network_ms(learner.graph, pruned.masks)
+        info["latency_model"] = latency.model.summary()
+    return info
 
 
 def _verify_surgery(masked: nn.Module, learned: StructureRun, loaders: Loaders) -> dict[str, Any]:

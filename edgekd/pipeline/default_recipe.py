@@ -41,8 +41,11 @@ def parse_budgets(texts: list[str]) -> dict[str, float]:
         kind, sep, value = text.partition("=")
         kind = kind.strip()
         if kind == "latency":
-            raise ConfigError(f"--budget {text}: latency budgets need a latency model measured on the board, which "
-                              f"edgekd cannot build yet; use flops= or params=")
+            raise ConfigError(f"--budget {text}: a latency budget goes in a recipe: compress with flops=/params= once "
+                              "(the recipe is saved as RUN/generated-recipe.yaml), set structure.blocks[].latency "
+                              "there, "
+                              "profile the board (edgekd latency profile --device D --recipe FILE) and compress "
+                              "--recipe FILE --device D")
         if not sep or kind not in BUDGET_KINDS:
             raise ConfigError(f"--budget {text!r}: expected KIND=AMOUNT with KIND one of {', '.join(BUDGET_KINDS)}, "
                               f"e.g. flops=0.5")

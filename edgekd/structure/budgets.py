@@ -53,16 +53,21 @@ def resolve_blocks(structure) -> list:
 
     if structure.blocks:
         return list(structure.blocks)
+    if getattr(structure, "latency_ms", None) is not None and structure.global_budget is None:
+        raise ConfigError("structure.latency_ms: the network's latency budget needs the latency model's β to become "
+                          "a budget of the network's ops; resolve it first (edgekd.pipeline.compress does)")
     budget = structure.global_budget
     if budget is None or not budget.amounts():
         raise ConfigError("structure: give per-block budgets (structure.blocks) or a global budget "
-                          "(structure.global.flops / .params)")
-    return [BlockBudget(name="global", modules=["*"], **budget.amounts())]
+                          "(structure.global.flops / .params / .latency), or structure.latency_ms")
+    return [BlockBudget(name="global", modules=["*"], **budget.budget_fields())]
 
 
 def requested_cost_kinds(structure) -> dict[str, str]:
     """Cost kind → the first dotted recipe field that asks for it (``structure.cost`` always asks)."""
     wanted = {structure.cost: "structure.cost"}
+    if getattr(structure, "latency_ms", None) is not None:
+        wanted.setdefault("latency", "structure.latency_ms")
     for block in structure.blocks:
         for kind in block.amounts():
             wanted.setdefault(kind, f"structure.blocks[{block.name}].{kind}")
@@ -114,14 +119,21 @@ def _resolve(block, ownership: BlockOwnership, dense_costs: dict, minimum: dict)
         raise ConfigError(f"structure.blocks[{block.name}]: no conv/linear op is charged to this block "
                           "(its modules write no channel group it owns); check its module patterns")
     for kind, value in block.amounts().items():
-        absolute = value * dense[kind] if value <= 1 else value
+        absolute = value * dense[kind] if block.is_fraction(kind) else value
         if absolute > dense[kind] * (1 + 1e-9):
-            raise ConfigError(f"structure.blocks[{block.name}].{kind}={format_count(value)}: above the dense "
-                              f"block ({format_count(dense[kind])}); give at most that or a fraction ≤ 1")
+            raise ConfigError(f"structure.blocks[{block.name}].{kind}={_amount(kind, value, block)}: above the "
+                              f"dense block ({_amount(kind, dense[kind])}); give at most that or a fraction ≤ 1")
         if absolute < low[kind]:
-            raise ConfigError(f"structure.blocks[{block.name}].{kind}={format_count(value)}: unreachable; the "
-                              f"smallest this block can be is {format_count(low[kind])} (one channel per group)")
+            raise ConfigError(f"structure.blocks[{block.name}].{kind}={_amount(kind, value, block)}: unreachable; "
+                              f"the smallest this block can be is {_amount(kind, low[kind])} (one channel per group)")
         state.budget[kind] = absolute
     if block.frozen:
         state.budget = dict(dense)
     return state
+
+
+def _amount(kind: str, value: float, block=None) -> str:
+    """A budget amount as a recipe writes it: milliseconds for an absolute latency, else a count or fraction."""
+    if kind == "latency" and (block is None or not block.is_fraction(kind)):
+        return f"{value:.4g}ms"
+    return format_count(value)

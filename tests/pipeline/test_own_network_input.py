@@ -96,7 +96,7 @@ def test_bad_builders_are_one_line(capsys, tmp_path, user_file, shared_data):
                     "the builder raised ValueError: width must be a multiple of 8")
     _one_line_error(capsys, _compress("no_such_pkg.nets:build", shared_data), "no module named 'no_such_pkg'")
     _one_line_error(capsys, ["compress", "--model", f"{user_file}:build", "--budget", "latency=2ms"],
-                    "latency budgets need a latency model")
+                    "a latency budget goes in a recipe")
 
 
 def test_weights_that_do_not_fit_and_a_head_that_does_not_fit_the_data(capsys, tmp_path, user_file, shared_data):

@@ -1,0 +1,184 @@
+"""The fused kernels of one conv/linear op at given channel widths, built for a target and ready to time.
+
+Input: an :class:`OpShape` — an op's geometry (kind, kernel, stride, padding, input size) with its input and
+output channel counts — and a target. Output: :class:`Kernel` s, TVM's fused TIR functions of the op as the
+network's compile would make them (conv + BatchNorm + activation in one loop nest), each exported as a shared
+library that ``edgekd-timer`` loads on the board (:class:`~edgekd.device.tuning_runner.Candidate`).
+
+Why kernels and not whole networks: a network's latency on TVM is the sum of its fused kernels (measured here,
+CIFAR MobileNetV2 untuned: Σ kernels 89.4 ms, runner p50 89.5 ms), and a kernel builds in ~0.3 s and times in
+~0.1 s where a whole network compiles in ~20 s. Tuned mode applies the target database's best schedule to each
+kernel (the one a compile would apply); a kernel without a record is built untuned and counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgekd.structure.groups import OpInfo
+
+__all__ = ["OpShape", "Kernel", "op_shape", "family_key", "op_module", "build_kernels"]
+
+
+@dataclass(frozen=True)
+class OpShape:
+    """One op's geometry at one width: what decides its fused kernels. ``groups`` is the conv's group count for a
+    grouped conv (its channels per group change with the width) and 0 for a depthwise conv (groups = channels)."""
+
+    kind: str  # "conv", "dwconv", "gconv", "linear"
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+    in_hw: tuple[int, int]
+    a_in: int
+    a_out: int
+
+    @property
+    def family(self) -> str:
+        return family_key(self)
+
+    def at(self, a_in: int, a_out: int) -> OpShape:
+        """The same op at other widths (a depthwise conv's input is its output)."""
+        if self.kind == "dwconv":
+            a_in = a_out
+        return OpShape(self.kind, self.kernel, self.stride, self.padding, self.dilation, self.groups, self.in_hw,
+                       int(a_in), int(a_out))
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    return (int(value[0]), int(value[1])) if isinstance(value, tuple | list) else (int(value), int(value))
+
+
+def op_shape(op: OpInfo, a_in: int | None = None, a_out: int | None = None) -> OpShape:
+    """The :class:`OpShape` of a traced op, at its full widths unless ``a_in`` / ``a_out`` are given."""
+    module = op.module
+    if op.kind == "linear":
+        shape = OpShape("linear", (1, 1), (1, 1), (0, 0), (1, 1), 1, (1, 1), op.in_channels, op.out_channels)
+    else:
+        padding = module.padding if not isinstance(module.padding, str) else module.padding
+        if isinstance(padding, str):  # "same"/"valid": the conv's own rule, recorded as the pad it means
+            padding = tuple((k - 1) // 2 * d if padding == "same" else 0
+                            for k, d in zip(_pair(module.kernel_size), _pair(module.dilation), strict=True))
+        groups = 0 if op.kind == "dwconv" else int(module.groups)
+        shape = OpShape(op.kind, _pair(module.kernel_size), _pair(module.stride), _pair(padding),
+                        _pair(module.dilation), groups, tuple(op.in_hw), op.in_channels, op.out_channels)
+    return shape.at(shape.a_in if a_in is None else a_in, shape.a_out if a_out is None else a_out)
+
+
+def family_key(shape: OpShape) -> str:
+    """Ops whose kernels differ only in channel counts share a family (and one fitted latency function)."""
+    if shape.kind == "linear":
+        return "linear"
+    k, s, p, d = shape.kernel, shape.stride, shape.padding, shape.dilation
+    return (f"{shape.kind}{'' if shape.kind != 'gconv' else shape.groups}-k{k[0]}x{k[1]}-s{s[0]}x{s[1]}"
+            f"-p{p[0]}x{p[1]}-d{d[0]}x{d[1]}-{shape.in_hw[0]}x{shape.in_hw[1]}")
+
+
+def op_module(shape: OpShape) -> tuple[nn.Module, tuple[int, ...]]:
+    """A network of just this op as the compiled network runs it — conv, BatchNorm, ReLU6 (which TVM fuses into one
+    kernel) — and its input shape. Random BatchNorm statistics keep the constants from folding away."""
+    if shape.kind == "linear":
+        return nn.Linear(shape.a_in, shape.a_out).eval(), (1, shape.a_in)
+    groups = shape.a_out if shape.kind == "dwconv" else shape.groups
+    conv = nn.Conv2d(shape.a_in, shape.a_out, shape.kernel, shape.stride, shape.padding, shape.dilation,
+                     groups=groups, bias=False)
+    bn = nn.BatchNorm2d(shape.a_out)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-0.1, 0.1)
+        bn.running_var.uniform_(0.5, 1.5)
+    return nn.Sequential(conv, bn, nn.ReLU6()).eval(), (1, shape.a_in, *shape.in_hw)
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One fused kernel of an op: its library, arguments, how often the op calls it, and its content key."""
+
+    name: str
+    library: Path
+    args: tuple[tuple[str, tuple[int, ...]], ...]
+    weight: int
+    key: str
+    tuned: bool
+
+
+def _args(prim_module: Any) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    from tvm.s_tir import meta_schedule as ms
+
+    args = []
+    for info in ms.arg_info.ArgInfo.from_prim_func(prim_module["main"]):
+        _kind, dtype, dims = info.as_json()
+        args.append((str(dtype), tuple(int(d) for d in dims)))
+    return tuple(args)
+
+
+def _scheduled(task_mod: Any, target: Any, database: Any) -> tuple[Any, bool]:
+    """The task's kernel with the database's best schedule applied (tuned) or as legalized (untuned)."""
+    if database is None:
+        return task_mod, False
+    schedule = database.query_schedule(task_mod, target, workload_name="main")
+    if schedule is None:
+        return task_mod, False
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
+    # as MetaSchedule measured it: the weight layout rewrite is folded into constants at compile time
+    return RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(schedule.mod), True
+
+
+def kernel_key(prim_module: Any, target: Any) -> str:
+    import tvm_ffi
+
+    text = json.dumps([f"{tvm_ffi.structural_hash(prim_module) & (2**64 - 1):016x}", str(target)])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def build_kernels(shape: OpShape, target: Any, compiler: str | None, out_dir: Path,
+                  database: Any = None) -> list[Kernel]:
+    """Build the fused kernels of ``shape`` for ``target`` into ``out_dir`` (one ``.so`` each, linked with the
+    target's ``compiler``); with ``database`` (a MetaSchedule database) the tuned schedules are applied.
+
+    Raises:
+        CompileError: TVM could not import or build the op.
+    """
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.support import cc
+
+    from edgekd.compile.build import import_model, prepare_module
+    from edgekd.errors import CompileError, first_line
+
+    module, input_shape = op_module(shape)
+    mod = prepare_module(import_model(module, torch.zeros(input_shape)), target, weight_prepack=database is not None)
+    kernels = []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        tasks = ms.relax_integration.extract_tasks(mod, target)
+        for index, task in enumerate(tasks):
+            prim, tuned = _scheduled(task.dispatched[0], target, database)
+            key = kernel_key(prim, target)
+            library = out_dir / f"{key}.so"
+            if not library.is_file():
+                partial = out_dir / f".{key}.so"
+                tvm.build(prim, target=target).export_library(
+                    str(partial), fcompile=cc.cross_compiler(compiler) if compiler else None)
+                partial.replace(library)
+            kernels.append(Kernel(f"{task.task_name}#{index}", library, _args(prim), int(task.weight), key, tuned))
+    except CompileError:
+        raise
+    except Exception as err:  # tvm raises its own error types
+        raise CompileError(f"TVM could not build the kernels of {shape.family} at {shape.a_in}→{shape.a_out} "
+                           f"channels: {first_line(err)}") from None
+    return kernels
+
+
+def shapes_json(shapes: Sequence[OpShape]) -> list[dict]:
+    return [asdict(s) for s in shapes]

@@ -1,0 +1,160 @@
+"""A board's latency model of one network family: what it predicts, how it was measured, how well it held out.
+
+Input: per-family tables of measured fused-kernel latency over a lattice of channel widths (one family = the ops
+whose kernels differ only in channel counts, :func:`edgekd.latency.kernels.family_key`), a calibration of their
+sum against whole networks measured on the board, and the provenance of every number. Output: predictions —
+an op's latency at any widths (bilinear in the lattice: exact for a cost bilinear in the widths, as a conv's is),
+its marginal latency per channel (a finite difference over one grid step, so the staircase neither zeroes it nor
+makes it spike), and a network's latency = α · Σ ops + β.
+
+Saved as JSON with ``schema_version``; a model whose provenance no longer matches the board (other runtime,
+threads, compile mode, or tuning records changed since: ``tuning_digest``) is stale, never silently reused.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["SCHEMA_VERSION", "Table", "Provenance", "Calibration", "Validation", "NetworkKey", "LatencyModel",
+           "interpolate"]
+
+SCHEMA_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _bracket(levels: list[int], value: float) -> tuple[int, int, float]:
+    """Indices i, j of the levels around ``value`` and its weight t toward j (t outside [0, 1] extrapolates)."""
+    if len(levels) == 1:
+        return 0, 0, 0.0
+    k = bisect.bisect_left(levels, value)
+    i = min(max(k - 1, 0), len(levels) - 2)
+    lo, hi = levels[i], levels[i + 1]
+    return i, i + 1, (value - lo) / (hi - lo)
+
+
+def interpolate(a_levels: list[int], b_levels: list[int], values: list[list[float]], a: float, b: float) -> float:
+    """Bilinear interpolation of ``values[i][j]`` (at ``a_levels[i]``, ``b_levels[j]``), linear beyond the ends."""
+    i0, i1, s = _bracket(a_levels, a)
+    j0, j1, t = _bracket(b_levels, b)
+    return ((1 - s) * ((1 - t) * values[i0][j0] + t * values[i0][j1])
+            + s * ((1 - t) * values[i1][j0] + t * values[i1][j1]))
+
+
+class Table(_Strict):
+    """Measured milliseconds of one op family: ``ms[i][j]`` at ``a_in[i]`` input and ``a_out[j]`` output channels.
+    A depthwise family depends on its channel count only: ``a_in`` is ``[0]`` and ``ms`` has one row."""
+
+    family: str
+    a_in: list[int]
+    a_out: list[int]
+    ms: list[list[float]]
+
+    @property
+    def depthwise(self) -> bool:
+        return self.a_in == [0]
+
+    def value(self, a_in: float, a_out: float) -> float:
+        return interpolate(self.a_in, self.a_out, self.ms, 0 if self.depthwise else a_in, a_out)
+
+    def slopes(self, a_in: float, a_out: float, step: int) -> tuple[float, float]:
+        """Milliseconds per channel of the input and the output side: ``(f(a+step) - f(a)) / step``, backwards at
+        the top of the table (a depthwise family reports its one slope on the output side)."""
+        def diff(at_in: float, at_out: float, d_in: float, d_out: float) -> float:
+            return self.value(at_in + d_in, at_out + d_out) - self.value(at_in, at_out)
+
+        def one_side(levels: list[int], value: float, forward_in: bool) -> float:
+            if len(levels) == 1 or (self.depthwise and forward_in):
+                return 0.0
+            back = value + step > levels[-1]
+            d = -step if back else step
+            delta = diff(a_in, a_out, d if forward_in else 0, 0 if forward_in else d)
+            return (-delta if back else delta) / step
+
+        return one_side(self.a_in, a_in, True), one_side(self.a_out, a_out, False)
+
+
+class Provenance(_Strict):
+    """Where every number of the model came from."""
+
+    device: str
+    target: str
+    board: str  # edgekd.compile.tuning.board_key of the probed CPU
+    arch: str | None = None
+    cpu_model: str | None = None
+    governor: str | None = None
+    threads: int
+    affinity: list[int] = Field(default_factory=list)
+    runtime: dict[str, str]  # tvm, tvm_ffi versions
+    mode: Literal["untuned", "tuned"]
+    tuning_digest: str | None = None  # sha256 of the target/board tuning database the kernels were built with
+    records: str | None = None  # that database's directory (tuned mode)
+    timer: dict[str, float] = Field(default_factory=dict)
+    created: str
+    edgekd: str
+
+
+class Calibration(_Strict):
+    """network ms = alpha · Σ predicted op ms + beta_ms, least squares over whole networks measured on the board."""
+
+    alpha: float = 1.0
+    beta_ms: float = 0.0
+    samples: int = 0
+
+
+class Validation(_Strict):
+    """Held-out width configurations (on the grid, never used by the fit): predicted vs measured p50."""
+
+    configurations: int = 0
+    within_10pct: float = 0.0
+    within_5pct: float = 0.0
+    noise_pct: float = 0.0  # median over configurations of the repeat-to-repeat spread (max-min)/median
+    rounds: int = 0
+    rows: list[dict] = Field(default_factory=list)  # {widths, predicted_ms, measured_ms, error_pct, spread_pct}
+
+
+class NetworkKey(_Strict):
+    """The network family a model describes: the builder, its arguments and the input shape."""
+
+    name: str
+    kwargs: dict = Field(default_factory=dict)
+    input_shape: list[int]
+    recipe: str | None = None
+
+
+class LatencyModel(_Strict):
+    schema_version: int = SCHEMA_VERSION
+    network: NetworkKey
+    grid: int  # the channel multiple the lattice and the held-out widths sit on
+    ops: dict[str, str]  # op name → family
+    tables: dict[str, Table]
+    calibration: Calibration = Field(default_factory=Calibration)
+    provenance: Provenance
+    validation: Validation = Field(default_factory=Validation)
+    stats: dict[str, float] = Field(default_factory=dict)  # kernels, measured, cached, seconds per phase
+    dense_ms: float = 0.0  # predicted latency of the full-width network
+
+    def op_ms(self, op_name: str, a_in: float, a_out: float) -> float:
+        """Calibrated milliseconds of one op (α included; β belongs to the network, not to an op)."""
+        return self.calibration.alpha * self.tables[self.ops[op_name]].value(a_in, a_out)
+
+    def op_slopes(self, op_name: str, a_in: float, a_out: float) -> tuple[float, float]:
+        s_in, s_out = self.tables[self.ops[op_name]].slopes(a_in, a_out, self.grid)
+        return self.calibration.alpha * s_in, self.calibration.alpha * s_out
+
+    def summary(self) -> dict:
+        """The ``--json`` / ``show`` summary."""
+        v = self.validation
+        return {"network": self.network.name, "recipe": self.network.recipe, "device": self.provenance.device,
+                "target": self.provenance.target, "mode": self.provenance.mode, "board": self.provenance.board,
+                "threads": self.provenance.threads, "grid": self.grid, "families": len(self.tables),
+                "ops": len(self.ops), "dense_ms": round(self.dense_ms, 4),
+                "calibration": self.calibration.model_dump(),
+                "heldout": {"configurations": v.configurations, "within_10pct": v.within_10pct,
+                            "within_5pct": v.within_5pct},
+                "noise_pct": v.noise_pct, "created": self.provenance.created, "stats": dict(self.stats)}

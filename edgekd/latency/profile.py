@@ -1,0 +1,475 @@
+"""Profile a board: measure a network family's kernels and whole networks there, fit and validate a latency model.
+
+Input: a network (its widest member), its input shape, a configured device and its target profile, and
+:class:`ProfileOptions`. Output: a :class:`~edgekd.latency.model.LatencyModel`.
+
+How (the numbers behind the choice are in ``docs/benchmarks.md``):
+
+1. **Kernels over a width lattice.** Each op family's lattice (:func:`edgekd.latency.design.lattices`) is built
+   as TVM's fused kernels for the target (:func:`edgekd.latency.kernels.build_kernels`: the same TIR a compile of
+   the network produces, cross-compiled with the target's toolchain) and timed on the board by ``edgekd-timer``
+   in batches (:class:`~edgekd.device.tuning_runner.BoardMeasurer`, MetaSchedule's statistics), under the
+   board's run lock. A kernel already timed on this board (same TIR, runtime, threads and timer settings) is
+   read from the measurement cache, so a second profile of a related family costs only what is new.
+2. **Whole networks.** Width configurations on the grid are pruned from the network (the real surgery),
+   compiled like an artifact and run by ``edgekd-runner`` (:func:`edgekd.device.bench.bench`), in interleaved
+   rounds (every configuration once per round); the measured latency of a configuration is the median of its
+   rounds' p50, its spread (max − min) / median is the noise. Calibration configurations (the dense network and
+   random ones) fit α, β of ``network = α · Σ ops + β``; held-out ones, never seen by the fit, give the share
+   predicted within ±10% and ±5%.
+
+An emulated board is refused (its timings are the emulator's, not latency).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+from edgekd.atomic import atomic_write_json
+from edgekd.compile.api import CompileOptions, compile_model
+from edgekd.compile.artifact import utc_now
+from edgekd.compile.tuning import board_key
+from edgekd.config.devices import Device
+from edgekd.config.target import TargetProfile
+from edgekd.device import connect
+from edgekd.device.bench import BenchOptions
+from edgekd.device.bench import bench as run_bench
+from edgekd.device.lock import board_lock
+from edgekd.device.probe import check_fits, probe
+from edgekd.device.tuning_runner import BoardMeasurer, Candidate, EvaluatorSettings
+from edgekd.errors import ConfigError, DeviceError
+from edgekd.latency.design import FamilyPlan, dense_widths, lattices, masks_for, op_widths, random_widths
+from edgekd.latency.kernels import Kernel, OpShape, build_kernels
+from edgekd.latency.model import (
+    Calibration,
+    LatencyModel,
+    NetworkKey,
+    Provenance,
+    Table,
+    Validation,
+)
+from edgekd.latency.store import records_dir, tuning_digest
+from edgekd.learn.progress import task_progress
+from edgekd.paths import cache_dir
+from edgekd.structure.groups import ChannelGraph, trace_groups
+from edgekd.structure.prune import prune_model
+
+__all__ = ["ProfileOptions", "profile_network", "runtime_versions", "predict_raw", "fit_calibration"]
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class ProfileOptions:
+    """Knobs of one profile.
+
+    Attributes:
+        mode: ``untuned`` (kernels as an untuned compile builds them) or ``tuned`` (the target database's best
+            schedules, the mode deployed artifacts use).
+        grid: channel multiple of the lattice and of every configuration (the target's or the recipe's).
+        levels: grid widths per varying axis of a family's lattice.
+        refine, refine_tolerance: passes adding a lattice level where the table mispredicts an interval's midpoint
+            by more than the tolerance.
+        calibration: whole networks fitting α, β (the dense network and random configurations).
+        heldout: whole networks the fit never sees, for the ±10% / ±5% shares.
+        rounds: interleaved repeats of every whole network.
+        seed: of the random configurations.
+        runs, min_seconds: ``edgekd-runner``'s timed runs per whole-network measurement.
+        timer: the kernel timer's statistics.
+    """
+
+    mode: str = "untuned"
+    grid: int = 8
+    levels: int = 6
+    refine: int = 2
+    refine_tolerance: float = 0.05
+    calibration: int = 6
+    heldout: int = 40
+    rounds: int = 3
+    seed: int = 0
+    runs: int = 20
+    min_seconds: float = 0.3
+    timer: EvaluatorSettings = field(default_factory=lambda: EvaluatorSettings(number=1, repeat=5,
+                                                                              min_repeat_ms=20.0))
+
+
+def predict_raw(tables: dict[str, Table], ops: dict[str, str], widths: dict[str, tuple[int, int]]) -> float:
+    """Σ over ops of the uncalibrated table value at their widths (ms)."""
+    return sum(tables[ops[name]].value(a_in, a_out) for name, (a_in, a_out) in widths.items())
+
+
+def fit_calibration(raw: list[float], measured: list[float]) -> Calibration:
+    """Least squares ``measured = α · raw + β``; with one sample, or a negative β, the line through the origin."""
+    if not raw:
+        return Calibration()
+    n = len(raw)
+    if n >= 2:
+        mean_x, mean_y = sum(raw) / n, sum(measured) / n
+        sxx = sum((x - mean_x) ** 2 for x in raw)
+        if sxx > 0:
+            alpha = sum((x - mean_x) * (y - mean_y) for x, y in zip(raw, measured, strict=True)) / sxx
+            beta = mean_y - alpha * mean_x
+            if alpha > 0 and beta >= 0:
+                return Calibration(alpha=alpha, beta_ms=beta, samples=n)
+    alpha = sum(x * y for x, y in zip(raw, measured, strict=True)) / sum(x * x for x in raw)
+    return Calibration(alpha=alpha, beta_ms=0.0, samples=n)
+
+
+class _PointCache:
+    """Measured lattice points by content: ``<cache>/latency/points/<board>/<digest>.json``, the digest over the op
+    shape, the target, the kernels' schedules (untuned, or the tuning database's digest), the threads and the timer
+    settings. A second profile of the same family, or of another family sharing op shapes, re-measures nothing."""
+
+    def __init__(self, board: str, context: dict) -> None:
+        self.root = cache_dir() / "latency" / "points" / board
+        self.context = context
+
+    def _path(self, shape: OpShape) -> Path:
+        text = json.dumps({"shape": asdict(shape), **self.context}, sort_keys=True, default=str)
+        return self.root / f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.json"
+
+    def get(self, shape: OpShape) -> float | None:
+        try:
+            return float(json.loads(self._path(shape).read_text())["ms"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def put(self, shape: OpShape, ms: float, kernels: list[dict]) -> None:
+        atomic_write_json(self._path(shape), {"ms": ms, "shape": asdict(shape), "kernels": kernels, **self.context,
+                                              "created": utc_now()})
+
+
+def _median_ms(costs: list[float]) -> float:
+    return statistics.median(costs) * 1e3
+
+
+def _midpoint(low: int, high: int, grid: int) -> int | None:
+    middle = int(round((low + high) / 2 / grid)) * grid
+    return middle if low < middle < high else None
+
+
+def _midpoints(plan: FamilyPlan, grid: int) -> list[tuple[str, int, int]]:
+    """Probe points: the midpoint of every interval of each varying axis, at both ends of the other axis."""
+    points = []
+    if not plan.depthwise and len(plan.a_in) > 1:
+        for low, high in zip(plan.a_in, plan.a_in[1:], strict=False):
+            if (m := _midpoint(low, high, grid)) is not None:
+                points += [(plan.family, m, b) for b in {plan.a_out[0], plan.a_out[-1]}]
+    if len(plan.a_out) > 1:
+        for low, high in zip(plan.a_out, plan.a_out[1:], strict=False):
+            if (m := _midpoint(low, high, grid)) is not None:
+                ends = [0] if plan.depthwise else sorted({plan.a_in[0], plan.a_in[-1]})
+                points += [(plan.family, a, m) for a in ends]
+    return points
+
+
+def _add_level(plan: FamilyPlan, a_in: int, a_out: int) -> int:
+    """Make the probe's width a level of the axis it probed (the one not at a lattice level)."""
+    if a_out not in plan.a_out:
+        plan.a_out = sorted({*plan.a_out, a_out})
+        return 1
+    if not plan.depthwise and a_in not in plan.a_in:
+        plan.a_in = sorted({*plan.a_in, a_in})
+        return 1
+    return 0
+
+
+class _PointMeasurer:
+    """Lattice points → milliseconds (Σ weight × kernel time), from the cache or built and timed on the board."""
+
+    def __init__(self, profiler: _Profiler, conn, cache: _PointCache, target, compiler: str | None, database) -> None:
+        self.profiler, self.conn, self.cache = profiler, conn, cache
+        self.target, self.compiler, self.database = target, compiler, database
+        self.values: dict[tuple[str, int, int], float] = {}
+        self.stats = {"points": 0, "points_cached": 0, "kernels_timed": 0, "kernels_untuned": 0, "build_s": 0.0,
+                      "time_kernels_s": 0.0}
+
+    def table(self, plan: FamilyPlan) -> list[list[float]]:
+        return [[self.values[(plan.family, a, b)] for b in plan.a_out] for a in plan.a_in]
+
+    def __call__(self, shapes: dict[tuple[str, int, int], OpShape]) -> dict[tuple[str, int, int], float]:
+        todo = {}
+        for point, shape in shapes.items():
+            if point in self.values:
+                continue
+            self.stats["points"] += 1
+            cached = self.cache.get(shape)
+            if cached is not None:
+                self.values[point] = cached
+                self.stats["points_cached"] += 1
+            else:
+                todo[point] = shape
+        if todo:
+            self._measure(todo)
+        return {point: self.values[point] for point in shapes}
+
+    def _measure(self, todo: dict[tuple[str, int, int], OpShape]) -> None:
+        say = self.profiler.say
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="edgekd-kernels-") as scratch:
+            built: dict[tuple[str, int, int], list[Kernel]] = {}
+            for index, (point, shape) in enumerate(todo.items()):
+                built[point] = build_kernels(shape, self.target, self.compiler, Path(scratch), self.database)
+                say("build kernels", index + 1, len(todo))
+            self.stats["build_s"] = round(self.stats["build_s"] + time.perf_counter() - started, 1)
+            unique = {k.key: k for kernels in built.values() for k in kernels}
+            self.stats["kernels_timed"] += len(unique)
+            self.stats["kernels_untuned"] += sum(1 for k in unique.values() if not k.tuned)
+            started = time.perf_counter()
+            timed = self.profiler.time_kernels(self.conn, list(unique.values()))
+            self.stats["time_kernels_s"] = round(self.stats["time_kernels_s"] + time.perf_counter() - started, 1)
+        for point, kernels in built.items():
+            self.values[point] = sum(k.weight * timed[k.key] for k in kernels)
+            self.cache.put(todo[point], self.values[point], [{"name": k.name, "weight": k.weight, "ms": timed[k.key],
+                                                              "tuned": k.tuned} for k in kernels])
+
+
+class _PhaseBars:
+    """The default progress: one bar with an ETA on stderr per phase (build kernels, time kernels, ...)."""
+
+    def __init__(self) -> None:
+        self.phase: str | None = None
+        self.bar = None
+        self.update = None
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        if what != self.phase:
+            self.close()
+            self.phase, self.bar = what, task_progress(what, total=total)
+            self.update = self.bar.__enter__()
+            done_before = 0
+        else:
+            done_before = self.done
+        self.done = done
+        self.update(advance=done - done_before)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+class _Profiler:
+    def __init__(self, model: nn.Module, input_shape: tuple[int, ...], device: Device, profile: TargetProfile,
+                 network: NetworkKey, options: ProfileOptions, on_progress: Progress | None) -> None:
+        self.model, self.input_shape, self.device, self.profile = model.eval(), tuple(input_shape), device, profile
+        self.network, self.options = network, options
+        self.bars = _PhaseBars() if on_progress is None else None
+        self.say = on_progress or self.bars
+        self.stats: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ set-up
+    def _target(self):
+        from edgekd.compile import build
+        from edgekd.compile.toolchains import get_toolchain
+
+        host_cpu = build.system_cpu() if self.profile.tvm_target.mcpu == "host" else None
+        return build.make_target(self.profile.tvm_target.as_tvm_dict(host_cpu=host_cpu)), \
+            get_toolchain(self.profile).compiler()
+
+    def _database(self, board: str):
+        if self.options.mode == "untuned":
+            return None, None, None
+        directory = records_dir(self.profile.name, None if self.device.is_local and self.profile.is_host else board)
+        digest = tuning_digest(directory)
+        if digest is None:
+            raise ConfigError(f"latency profile --mode tuned: no tuning records for target {self.profile.name} on "
+                              f"{self.device.name} ({directory}); tune first (edgekd compile MODEL --target "
+                              f"{self.profile.name} --device {self.device.name} --tune-trials N) or profile untuned")
+        from tvm.s_tir import meta_schedule as ms
+
+        return ms.database.JSONDatabase(work_dir=str(directory)), digest, directory
+
+    # ------------------------------------------------------------------ kernels
+    def _tables(self, conn, plans: list[FamilyPlan], board: str, threads: int, database, digest: str | None
+                ) -> dict[str, Table]:
+        """Measure every family's lattice, then refine it where it is too coarse: the on-grid midpoint of each
+        interval of a varying axis is measured at both ends of the other axis, and when the table mispredicts it
+        by more than ``refine_tolerance`` the midpoint becomes a lattice level (nn-Meter adds samples where its
+        error exceeds 10%; untuned TVM kernels have steps of 10x between neighbouring widths)."""
+        target, compiler = self._target()
+        timer = self.options.timer
+        cache = _PointCache(board, {"target": str(target), "schedules": digest or "untuned", "threads": threads,
+                                    "timer": [timer.number, timer.repeat, timer.min_repeat_ms],
+                                    "runtime": runtime_versions()})
+        measure = _PointMeasurer(self, conn, cache, target, compiler, database)
+        by_family = {plan.family: plan for plan in plans}
+        for refinement in range(self.options.refine + 1):
+            measure({(p.family, a, b): self._shape(p, a, b) for p in plans for a, b in p.points()})
+            if refinement == self.options.refine:
+                break
+            probes = {point: self._shape(by_family[point[0]], point[1], point[2])
+                      for plan in plans for point in _midpoints(plan, self.options.grid)}
+            values = measure(probes)
+            tables = {p.family: Table(family=p.family, a_in=p.a_in, a_out=p.a_out, ms=measure.table(p)) for p in plans}
+            added = 0
+            tolerance = self.options.refine_tolerance
+            for (family, a, b), measured in ((k, values[k]) for k in probes):
+                if measured > 0 and abs(tables[family].value(a, b) - measured) / measured > tolerance:
+                    added += _add_level(by_family[family], a, b)
+            self.stats[f"refine{refinement + 1}_levels_added"] = added
+            if not added:
+                break
+        self.stats.update(measure.stats)
+        return {plan.family: Table(family=plan.family, a_in=plan.a_in, a_out=plan.a_out, ms=measure.table(plan))
+                for plan in plans}
+
+    @staticmethod
+    def _shape(plan: FamilyPlan, a_in: int, a_out: int) -> OpShape:
+        return plan.shape.at(a_in if not plan.depthwise else a_out, a_out)
+
+    def time_kernels(self, conn, kernels: list[Kernel]) -> dict[str, float]:
+        measurer = BoardMeasurer(conn, self.device, self.profile, self.options.timer)
+        timed: dict[str, float] = {}
+        batch = 64
+        with board_lock(conn, self.device, what=f"latency profile of {self.network.name}"):
+            try:
+                for start in range(0, len(kernels), batch):
+                    chunk = kernels[start:start + batch]
+                    results = measurer.measure([Candidate(k.library, k.args) for k in chunk])
+                    if measurer.lost:
+                        raise DeviceError(f"latency profile on {self.device.name}: the board was lost while timing "
+                                          f"kernels ({measurer.lost}); run the profile again to go on")
+                    for kernel, result in zip(chunk, results, strict=True):
+                        if not result.costs:
+                            raise DeviceError(f"latency profile on {self.device.name}: kernel {kernel.name} could "
+                                              f"not be timed: {result.error}")
+                        timed[kernel.key] = _median_ms(result.costs)
+                    self.say("time kernels", min(start + batch, len(kernels)), len(kernels))
+            finally:
+                measurer.close()
+        return timed
+
+    # ------------------------------------------------------------------ whole networks
+    def _networks(self, conn, graph: ChannelGraph, configs: list[dict[int, int]], database_used: bool
+                  ) -> list[list[float]]:
+        """Per configuration, the p50 (ms) of each interleaved round."""
+        if database_used:
+            raise ConfigError("latency profile --mode tuned: whole-network checks of tuned kernels are not "
+                              "implemented yet; profile untuned")
+        options = BenchOptions(runs=self.options.runs, min_seconds=self.options.min_seconds, warmup_seconds=0.2,
+                               repeat=1, power=False)
+        p50s: list[list[float]] = [[] for _ in configs]
+        with tempfile.TemporaryDirectory(prefix="edgekd-profile-nets-") as scratch:
+            artifacts = []
+            started = time.perf_counter()
+            for index, widths in enumerate(configs):
+                artifacts.append(self._compile(graph, widths, Path(scratch) / f"n{index}"))
+                self.say("compile networks", index + 1, len(configs))
+            self.stats["compile_networks_s"] = round(time.perf_counter() - started, 1)
+            started = time.perf_counter()
+            total = len(configs) * self.options.rounds
+            for round_index in range(self.options.rounds):
+                for index, artifact in enumerate(artifacts):
+                    result = run_bench(conn, self.device, artifact, options)[0]
+                    p50 = (result.timing_ms or {}).get("p50")
+                    if not result.latency_valid or p50 is None:
+                        raise DeviceError(f"latency profile on {self.device.name}: no valid latency for network "
+                                          f"{index} (emulated board?)")
+                    p50s[index].append(float(p50))
+                    self.say("run networks", round_index * len(configs) + index + 1, total)
+            self.stats["run_networks_s"] = round(time.perf_counter() - started, 1)
+        return p50s
+
+    def _compile(self, graph: ChannelGraph, widths: dict[int, int], out: Path) -> Path:
+        pruned = prune_model(self.model, graph, masks_for(graph, widths)).model
+        options = CompileOptions(input_shape=self.input_shape, model_name=self.network.name, onnx=False)
+        return compile_model(pruned, self.profile, out, options).path
+
+    # ------------------------------------------------------------------ all
+    def run(self) -> LatencyModel:
+        if self.device.emulated:
+            raise ConfigError(f"device {self.device.name} is emulated: its timings are the emulator's, not latency; "
+                              "profile a real board (or the host: --device local)")
+        opts = self.options
+        graph = trace_groups(self.model, self.input_shape)
+        plans = lattices(graph, opts.grid, opts.levels)
+        ops = {name: plan.family for plan in plans for name in plan.ops}
+        rng = random.Random(opts.seed)
+        calibration = [dense_widths(graph)]
+        calibration += [random_widths(graph, opts.grid, rng) for _ in range(opts.calibration - 1)]
+        heldout = [random_widths(graph, opts.grid, rng) for _ in range(opts.heldout)]
+        started = time.perf_counter()
+        with connect(self.device) as conn:
+            facts = probe(conn, cache_dir=self.device.cache_dir, emulated=self.device.emulated)
+            if facts.emulated:
+                raise ConfigError(f"device {self.device.name} runs under emulation: its timings are not latency; "
+                                  "profile a real board")
+            check_fits(facts, device=self.device.name, target=self.profile.name, arch=self.profile.arch,
+                       glibc_floor=self.profile.glibc_floor)
+            board = board_key(facts.arch, facts.cpu_model, facts.emulated, facts.cpu_count)
+            threads = self.profile.threads.default
+            database, digest, records = self._database(board)
+            tables = self._tables(conn, plans, board, threads, database, digest)
+            p50s = self._networks(conn, graph, calibration + heldout, database is not None)
+        raw = [predict_raw(tables, ops, op_widths(graph, masks_for(graph, w))) for w in calibration + heldout]
+        measured = [statistics.median(p) for p in p50s]
+        cal = fit_calibration(raw[:len(calibration)], measured[:len(calibration)])
+        validation = _validate(raw[len(calibration):], measured[len(calibration):], p50s[len(calibration):],
+                               heldout, cal, opts.rounds)
+        self.stats["profile_s"] = round(time.perf_counter() - started, 1)
+        self.stats["networks"] = len(calibration) + len(heldout)
+        provenance = Provenance(
+            device=self.device.name, target=self.profile.name, board=board, arch=facts.arch,
+            cpu_model=facts.cpu_model, governor=facts.governor, threads=threads,
+            affinity=list(self.profile.threads.affinity or []), runtime=runtime_versions(), mode=opts.mode,
+            tuning_digest=digest, records=str(records) if records else None,
+            timer={"number": opts.timer.number, "repeat": opts.timer.repeat, "min_repeat_ms": opts.timer.min_repeat_ms},
+            created=utc_now(), edgekd=importlib.metadata.version("edgekd"))
+        return LatencyModel(network=self.network, grid=opts.grid, ops=ops, tables=tables, calibration=cal,
+                            provenance=provenance, validation=validation, stats=self.stats,
+                            dense_ms=cal.alpha * raw[0] + cal.beta_ms)
+
+
+def _validate(raw: list[float], measured: list[float], rounds: list[list[float]], widths: list[dict[int, int]],
+              cal: Calibration, round_count: int) -> Validation:
+    rows, within10, within5, spreads = [], 0, 0, []
+    for x, y, p50s, w in zip(raw, measured, rounds, widths, strict=True):
+        predicted = cal.alpha * x + cal.beta_ms
+        error = (predicted - y) / y
+        spread = (max(p50s) - min(p50s)) / y if y > 0 else 0.0
+        spreads.append(spread)
+        within10 += abs(error) <= 0.10
+        within5 += abs(error) <= 0.05
+        rows.append({"widths": {str(k): v for k, v in w.items()}, "predicted_ms": round(predicted, 4),
+                     "measured_ms": round(y, 4), "error_pct": round(100 * error, 2),
+                     "spread_pct": round(100 * spread, 2)})
+    n = len(raw)
+    return Validation(configurations=n, within_10pct=within10 / n if n else 0.0, within_5pct=within5 / n if n else 0.0,
+                      noise_pct=round(100 * statistics.median(spreads), 2) if spreads else 0.0, rounds=round_count,
+                      rows=rows)
+
+
+def runtime_versions() -> dict[str, str]:
+    from edgekd.compile.runtime_libs import host_versions
+
+    tvm, ffi = host_versions()
+    return {"tvm": tvm, "tvm_ffi": ffi}
+
+
+def profile_network(model: nn.Module, input_shape: tuple[int, ...], device: Device, profile: TargetProfile,
+                    network: NetworkKey, options: ProfileOptions | None = None,
+                    on_progress: Progress | None = None) -> LatencyModel:
+    """Measure ``model``'s family on ``device`` and fit its latency model (see the module docstring).
+
+    Raises:
+        ConfigError: an emulated device; tuned mode without tuning records. DeviceError: the board is
+        unreachable, does not fit the target, or a measurement failed. CompileError / ToolchainError.
+    """
+    profiler = _Profiler(model, input_shape, device, profile, network, options or ProfileOptions(), on_progress)
+    try:
+        return profiler.run()
+    finally:
+        if profiler.bars is not None:
+            profiler.bars.close()

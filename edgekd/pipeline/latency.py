@@ -1,0 +1,118 @@
+"""The latency stage: a recipe's network family profiled on a device, and the latency cost structure learning uses.
+
+``edgekd latency profile --device D --recipe R``: the recipe's dense network (its teacher architecture, at the
+data's input size and class count) is profiled on D for D's target (:func:`edgekd.latency.profile.profile_network`)
+and saved in the user cache (:mod:`edgekd.latency.store`). ``structure.cost: latency``, a block's ``latency``
+budget or ``structure.latency_ms`` make :func:`latency_cost_for` load that model for ``compress --device D``:
+one line when there is no device, the device is emulated, or the model is missing or stale.
+"""
+
+from __future__ import annotations
+
+from edgekd.config.devices import Device, DeviceStore
+from edgekd.config.recipe import GlobalBudget, Recipe
+from edgekd.config.target import TargetProfile, load_target
+from edgekd.data.loaders import build_loaders
+from edgekd.errors import ConfigError
+from edgekd.latency.cost import LatencyCost
+from edgekd.latency.model import LatencyModel, NetworkKey
+from edgekd.latency.profile import ProfileOptions, profile_network, runtime_versions
+from edgekd.latency.store import (
+    find_latency_model,
+    list_latency_models,
+    load_latency_model,
+    save_latency_model,
+)
+from edgekd.pipeline.train import build_model
+from edgekd.structure.budgets import requested_cost_kinds
+from edgekd.structure.groups import dense_masks, trace_groups
+
+__all__ = ["LatencyProfile", "profile_recipe", "latency_grid", "recipe_network", "latency_cost_for",
+           "wants_latency", "resolve_latency_budget", "show_latency_model", "list_latency_models"]
+
+LatencyProfile = LatencyModel
+
+
+def latency_grid(recipe: Recipe, profile: TargetProfile) -> int:
+    """The channel grid: the recipe's ``structure.round_to`` when set, else the target's channel multiple, else 8."""
+    round_to = recipe.structure.round_to if recipe.structure is not None else 1
+    return round_to if round_to > 1 else (profile.channel_multiple or 8)
+
+
+def recipe_network(recipe: Recipe):
+    """The recipe's dense network (fresh weights: latency does not depend on them), its input shape and key."""
+    loaders = build_loaders(recipe.data, recipe.seed)
+    spec = recipe.teacher.model
+    model = build_model(spec, loaders).eval()
+    key = NetworkKey(name=spec.name, kwargs={**spec.kwargs, "num_classes": loaders.num_classes},
+                     input_shape=list(loaders.input_shape), recipe=recipe.name)
+    return model, tuple(loaders.input_shape), key
+
+
+def _device(device: str | Device) -> tuple[Device, TargetProfile]:
+    entry = device if isinstance(device, Device) else DeviceStore().get(device)
+    if entry.emulated:
+        raise ConfigError(f"device {entry.name} is emulated: its timings are the emulator's, not latency; a latency "
+                          "model needs a real board (or this host: --device local)")
+    return entry, load_target(entry.target)
+
+
+def profile_recipe(recipe: Recipe, device: str | Device, options: ProfileOptions | None = None,
+                   on_progress=None) -> LatencyModel:
+    """Profile ``recipe``'s network family on ``device`` and save the model (see the module docstring)."""
+    entry, profile = _device(device)
+    model, input_shape, key = recipe_network(recipe)
+    options = options or ProfileOptions()
+    if options.grid <= 0:
+        options = ProfileOptions(**{**options.__dict__, "grid": latency_grid(recipe, profile)})
+    latency = profile_network(model, input_shape, entry, profile, key, options, on_progress)
+    save_latency_model(latency)
+    return latency
+
+
+def show_latency_model(recipe: Recipe, device: str, mode: str = "untuned") -> LatencyModel:
+    _model, _shape, key = recipe_network(recipe)
+    found = find_latency_model(device, key, mode)
+    if found is None:
+        raise ConfigError(f"no {mode} latency model of {key.name} ({recipe.name}) on device {device}; measure one "
+                          f"with `edgekd latency profile --device {device} --recipe {recipe.name}`")
+    return found
+
+
+def wants_latency(recipe: Recipe) -> bool:
+    return recipe.structure is not None and "latency" in requested_cost_kinds(recipe.structure)
+
+
+def latency_cost_for(recipe: Recipe, device: str | None, mode: str = "untuned") -> LatencyCost:
+    """The latency cost of ``recipe``'s network on ``device`` (one-line ConfigError when it cannot be had)."""
+    field = requested_cost_kinds(recipe.structure).get("latency", "structure.cost")
+    if device is None:
+        raise ConfigError(f"{recipe.source}: {field} asks for latency: name the board it is measured on "
+                          "(compress --device D; profile it first with `edgekd latency profile --device D "
+                          f"--recipe {recipe.name}`)")
+    entry, _profile = _device(device)
+    _model, _shape, key = recipe_network(recipe)
+    model = load_latency_model(entry.name, key, mode, runtime=runtime_versions())
+    return LatencyCost(model)
+
+
+def resolve_latency_budget(recipe: Recipe, cost: LatencyCost) -> Recipe:
+    """``structure.latency_ms`` (the whole network's predicted latency) as a global latency budget of the network's
+    ops: X − β, checked against the dense network and the smallest reachable one (one line each)."""
+    structure = recipe.structure
+    if structure is None or structure.latency_ms is None:
+        return recipe
+    model, input_shape, _key = recipe_network(recipe)
+    graph = trace_groups(model, input_shape)
+    dense = cost.network_ms(graph, dense_masks(graph))
+    beta = cost.model.calibration.beta_ms
+    if structure.latency_ms > dense * (1 + 1e-9):
+        raise ConfigError(f"{recipe.source}: structure.latency_ms={structure.latency_ms:g}: above the dense network's "
+                          f"predicted {dense:.4g} ms on {cost.model.provenance.device}; nothing to prune")
+    if structure.latency_ms <= beta:
+        raise ConfigError(f"{recipe.source}: structure.latency_ms={structure.latency_ms:g}: unreachable; the runtime "
+                          f"alone takes {beta:.4g} ms on {cost.model.provenance.device}")
+    resolved = recipe.model_copy(deep=True)
+    resolved.structure.latency_ms = None
+    resolved.structure.global_budget = GlobalBudget(latency_ms=structure.latency_ms - beta)
+    return resolved

@@ -1,0 +1,119 @@
+"""The latency model's arithmetic, its files and its refusals (no board needed: tables are written by hand)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgekd.errors import ConfigError
+from edgekd.latency.design import grid_widths, lattices
+from edgekd.latency.model import LatencyModel, NetworkKey, Provenance, Table, interpolate
+from edgekd.latency.profile import fit_calibration
+from edgekd.latency.store import (
+    list_latency_models,
+    load_latency_model,
+    model_path,
+    save_latency_model,
+    staleness,
+)
+from edgekd.models import create_model
+from edgekd.structure.groups import trace_groups
+
+RUNTIME = {"tvm": "0.27.0.post1", "tvm_ffi": "0.1.14.post0"}
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEKD_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def bilinear(a, b):
+    return 0.003 * a * b + 0.02 * b + 0.01 * a + 0.5
+
+
+def test_interpolation_is_exact_for_a_cost_bilinear_in_the_widths():
+    a_levels, b_levels = [8, 24, 64], [8, 32, 96, 128]
+    values = [[bilinear(a, b) for b in b_levels] for a in a_levels]
+    for a, b in [(8, 8), (16, 40), (63, 127), (24, 100), (70, 140), (4, 4)]:  # inside, on levels, beyond the ends
+        assert interpolate(a_levels, b_levels, values, a, b) == pytest.approx(bilinear(a, b))
+
+
+def test_slopes_are_one_grid_step_differences_even_on_a_staircase():
+    # a staircase in the output width: flat inside a step of 16, a jump between steps
+    levels = list(range(8, 129, 8))
+    table = Table(family="conv", a_in=[32], a_out=levels, ms=[[float((b + 15) // 16) for b in levels]])
+    _, at_flat = table.slopes(32, 16, 8)
+    _, at_jump = table.slopes(32, 24, 8)
+    assert at_flat == pytest.approx(1 / 8) and at_jump == pytest.approx(0.0)  # f(24)-f(16)=1, f(32)-f(24)=0
+    steep = Table(family="conv", a_in=[32], a_out=[8, 120, 128], ms=[[1.0, 2.0, 6.0]])
+    _, top = steep.slopes(32, 128, 8)  # backwards at the top of the table: never extrapolated past it
+    assert top == pytest.approx((6.0 - 2.0) / 8)
+    depthwise = Table(family="dw", a_in=[0], a_out=[8, 16], ms=[[1.0, 2.0]])
+    assert depthwise.slopes(12, 12, 8) == (0.0, pytest.approx(1 / 8))
+
+
+def test_calibration_is_least_squares_and_never_a_negative_offset():
+    raw = [1.0, 2.0, 4.0]
+    cal = fit_calibration(raw, [1.1 * x + 0.3 for x in raw])
+    assert cal.alpha == pytest.approx(1.1) and cal.beta_ms == pytest.approx(0.3) and cal.samples == 3
+    through_origin = fit_calibration(raw, [2 * x - 0.5 for x in raw])  # β < 0 has no meaning: fit α alone
+    assert through_origin.beta_ms == 0.0 and through_origin.alpha > 0
+    assert fit_calibration([2.0], [3.0]).alpha == pytest.approx(1.5)
+
+
+def test_the_lattice_covers_every_op_from_the_smallest_width_to_the_full_one():
+    graph = trace_groups(create_model("mobilenetv2_cifar", width_mult=0.25).eval())
+    plans = lattices(graph, grid=8, levels=4)
+    assert sum(len(p.ops) for p in plans) == len(graph.ops)
+    for plan in plans:
+        for name in plan.ops:
+            op = graph.op(name)
+            assert plan.a_out[-1] >= op.out_channels
+            if not plan.depthwise:
+                assert plan.a_in[-1] >= op.in_channels
+        assert all(v % 8 == 0 or v in {graph.op(n).out_channels for n in plan.ops} for v in plan.a_out)
+    assert grid_widths(20, 8) == [8, 16, 20] and grid_widths(4, 8) == [4]
+
+
+def _model(tmp_path, device="board", mode="untuned", runtime=RUNTIME, **provenance) -> LatencyModel:
+    return LatencyModel(
+        network=NetworkKey(name="net", kwargs={"w": 1}, input_shape=[1, 3, 8, 8], recipe="r"), grid=8,
+        ops={"c": "conv"}, tables={"conv": Table(family="conv", a_in=[8], a_out=[8, 16], ms=[[1.0, 2.0]])},
+        provenance=Provenance(device=device, target="host", board="x86_64-cpu-1234", threads=2, runtime=runtime,
+                              mode=mode, created="2026-12-02T00:00:00Z", edgekd="0.1.0", **provenance))
+
+
+def test_a_model_round_trips_through_its_file_and_is_listed(tmp_path):
+    saved = save_latency_model(_model(tmp_path))
+    assert saved == model_path("board", _model(tmp_path).network, "untuned") and saved.is_file()
+    loaded = load_latency_model("board", _model(tmp_path).network, runtime=RUNTIME)
+    assert loaded.tables["conv"].value(8, 12) == pytest.approx(1.5)
+    assert [m.provenance.device for _p, m in list_latency_models()] == ["board"]
+
+
+def test_missing_stale_and_foreign_schema_models_are_refused_in_one_line(tmp_path):
+    key = _model(tmp_path).network
+    with pytest.raises(ConfigError, match="no untuned latency model of net on device board; measure one with"):
+        load_latency_model("board", key, runtime=RUNTIME)
+    save_latency_model(_model(tmp_path))
+    with pytest.raises(ConfigError, match="is stale .measured with TVM 0.27.0.post1, this host has 0.28"):
+        load_latency_model("board", key, runtime={**RUNTIME, "tvm": "0.28"})
+    path = model_path("board", key, "untuned")
+    raw = json.loads(path.read_text())
+    path.write_text(json.dumps({**raw, "schema_version": 99}))
+    with pytest.raises(ConfigError, match="latency model schema 99, this edgekd reads 1") as err:
+        load_latency_model("board", key, runtime=RUNTIME)
+    assert "\n" not in str(err.value)
+
+
+def test_a_tuned_model_goes_stale_when_its_tuning_records_change(tmp_path):
+    from edgekd.latency.store import tuning_digest
+
+    records = tmp_path / "db"
+    records.mkdir()
+    (records / "database_tuning_record.json").write_text("[1]\n")
+    model = _model(tmp_path, mode="tuned", tuning_digest=tuning_digest(records), records=str(records))
+    assert staleness(model, RUNTIME) is None
+    (records / "database_tuning_record.json").write_text("[1]\n[2]\n")  # a later tuning added a record
+    assert "changed since it was measured" in staleness(model, RUNTIME)

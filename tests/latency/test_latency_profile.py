@@ -1,0 +1,109 @@
+"""A real latency profile of the quickstart family on this host (``local``: a real board), its CLI, and compress
+learning under it: the network-level budget is met as predicted, and the compiled network measures near it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from support import TINY_OVERRIDES
+
+from edgekd import api
+from edgekd.cli import main
+
+# Small enough for one session-wide build (~2 min on 2 cores); the ±10% figures belong to the benchmark
+PROFILE = api.ProfileOptions(levels=3, refine=0, calibration=2, heldout=2, rounds=1, runs=10, min_seconds=0.2)
+GRID = ["structure.round_to=8"]
+
+
+def _cli(capsys, args: list[str]) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="session")
+def tiny_latency(tiny_recipe):
+    """The quickstart family (tiny scale) profiled on ``local``."""
+    recipe = api.load_recipe("quickstart", overrides=[*TINY_OVERRIDES, *GRID])
+    return api.profile_recipe(recipe, "local", PROFILE)
+
+
+@pytest.mark.slow
+def test_a_profile_is_measured_validated_and_saved_with_its_provenance(tiny_latency, capsys):
+    model = tiny_latency
+    p = model.provenance
+    assert p.device == "local" and p.mode == "untuned" and p.threads >= 1 and p.runtime["tvm"]
+    assert model.grid == 8 and model.stats["kernels_timed"] + model.stats["points_cached"] > 0
+    assert model.validation.configurations == 2 and len(model.validation.rows) == 2
+    assert model.calibration.samples == 2 and model.calibration.alpha > 0 and model.dense_ms > 0
+    code, out, _ = _cli(capsys, ["latency", "show", "--recipe", "quickstart", "--device", "local", "--json",
+                                 *[f"--set={o}" for o in [*TINY_OVERRIDES, *GRID]]])
+    shown = json.loads(out)
+    assert code == 0 and set(shown["heldout"]) == {"configurations", "within_10pct", "within_5pct"}
+    assert 0.0 <= shown["heldout"]["within_10pct"] <= 1.0 and "noise_pct" in shown
+    code, out, _ = _cli(capsys, ["latency", "list", "--json"])
+    assert code == 0 and any(m["device"] == "local" and m["recipe"] == "quickstart" for m in json.loads(out))
+
+
+def _one_line(capsys, args: list[str], expected: str) -> None:
+    code, _out, err = _cli(capsys, args)
+    assert code == 2, err
+    assert expected in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_latency_without_a_device_or_on_an_emulated_one_is_one_line(capsys):
+    _one_line(capsys, ["compress", "--recipe", "quickstart", "--set", "structure.cost=latency"],
+              "structure.cost asks for latency: name the board it is measured on")
+    api.add_device("emu", target="raspberry-pi-4", host="localhost", exec_prefix="qemu-aarch64", emulated=True)
+    _one_line(capsys, ["latency", "profile", "--recipe", "quickstart", "--device", "emu"],
+              "device emu is emulated: its timings are the emulator's, not latency")
+    _one_line(capsys, ["compress", "--recipe", "quickstart", "--set", "structure.cost=latency", "--device", "emu"],
+              "device emu is emulated")
+
+
+@pytest.mark.slow
+def test_budgets_above_the_dense_network_or_below_the_runtime_are_one_line(tiny_latency, capsys):
+    base = ["compress", "--recipe", "quickstart", "--device", "local", "--set", "structure.blocks=[]",
+            *[f"--set={o}" for o in [*TINY_OVERRIDES, *GRID]]]
+    _one_line(capsys, [*base, "--set", f"structure.latency_ms={tiny_latency.dense_ms * 2:.4f}"],
+              "above the dense network's predicted")
+    _one_line(capsys, [*base, "--set", "structure.latency_ms=0.000001"], "unreachable")
+
+
+@pytest.mark.slow
+def test_a_stale_model_is_refused_in_one_line(tiny_latency, capsys):
+    from edgekd.latency.store import model_path
+
+    path = model_path("local", tiny_latency.network, "untuned")
+    saved = path.read_text()
+    try:
+        raw = json.loads(saved)
+        raw["provenance"]["runtime"]["tvm"] = "0.0.1"
+        path.write_text(json.dumps(raw))
+        _one_line(capsys, ["compress", "--recipe", "quickstart", "--device", "local", "--set", "structure.cost=latency",
+                           *[f"--set={o}" for o in [*TINY_OVERRIDES, *GRID]]], "is stale (measured with TVM 0.0.1")
+    finally:
+        path.write_text(saved)
+
+
+@pytest.mark.slow
+def test_compress_meets_a_network_latency_budget_as_predicted_and_the_board_agrees(tiny_latency, tiny_teacher,
+                                                                                   tmp_path, capsys):
+    target_ms = round(0.75 * tiny_latency.dense_ms, 4)
+    code, out, err = _cli(capsys, [
+        "compress", "--recipe", "quickstart", "--device", "local", "--teacher", str(tiny_teacher), "--json",
+        "--out", str(tmp_path / "run"), "--set", "structure.blocks=[]", "--set", "structure.default=free",
+        "--set", f"structure.latency_ms={target_ms}", *[f"--set={o}" for o in [*TINY_OVERRIDES, *GRID]]])
+    assert code == 0, err
+    report = json.loads(out)
+    predicted = report["pruning"]["predicted_latency_ms"]
+    print(f"budget {target_ms} ms, predicted {predicted:.4f} ms")
+    assert abs(predicted - target_ms) / target_ms <= 0.05
+    assert report["pruning"]["latency_model"]["device"] == "local"
+    code, out, err = _cli(capsys, ["bench", str(tmp_path / "run" / "model.pt2"), "--device", "local", "--json"])
+    assert code == 0, err
+    measured = json.loads(out)["latency_ms"]["p50"]
+    print(f"measured p50 {measured:.4f} ms on this host")
+    assert abs(measured - predicted) / predicted <= 0.30
