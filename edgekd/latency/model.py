@@ -29,7 +29,7 @@ class _Strict(BaseModel):
 
 
 def _bracket(levels: list[int], value: float) -> tuple[int, int, float]:
-    """Indices i, j of the levels around ``value`` and its weight t toward j (t outside [0, 1] extrapolates)."""
+    """Indices i, j of the levels around ``value`` and its weight t toward j."""
     if len(levels) == 1:
         return 0, 0, 0.0
     k = bisect.bisect_left(levels, value)
@@ -39,7 +39,11 @@ def _bracket(levels: list[int], value: float) -> tuple[int, int, float]:
 
 
 def interpolate(a_levels: list[int], b_levels: list[int], values: list[list[float]], a: float, b: float) -> float:
-    """Bilinear interpolation of ``values[i][j]`` (at ``a_levels[i]``, ``b_levels[j]``), linear beyond the ends."""
+    """Bilinear interpolation of ``values[i][j]`` (at ``a_levels[i]``, ``b_levels[j]``); a width outside the
+    measured range counts as the nearest measured one (never extrapolated: a line below the smallest measured
+    width can reach zero or below, and no pruned width exceeds the full one)."""
+    a = min(max(a, a_levels[0]), a_levels[-1])
+    b = min(max(b, b_levels[0]), b_levels[-1])
     i0, i1, s = _bracket(a_levels, a)
     j0, j1, t = _bracket(b_levels, b)
     return ((1 - s) * ((1 - t) * values[i0][j0] + t * values[i0][j1])
@@ -63,18 +67,21 @@ class Table(_Strict):
         return interpolate(self.a_in, self.a_out, self.ms, 0 if self.depthwise else a_in, a_out)
 
     def slopes(self, a_in: float, a_out: float, step: int) -> tuple[float, float]:
-        """Milliseconds per channel of the input and the output side: ``(f(a+step) - f(a)) / step``, backwards at
-        the top of the table (a depthwise family reports its one slope on the output side)."""
-        def diff(at_in: float, at_out: float, d_in: float, d_out: float) -> float:
-            return self.value(at_in + d_in, at_out + d_out) - self.value(at_in, at_out)
+        """Milliseconds per channel of the input and the output side: ``(f(a + step) - f(a)) / step``, the step
+        moved back inside the measured widths at either end (a depthwise family reports its one slope on the
+        output side)."""
 
-        def one_side(levels: list[int], value: float, forward_in: bool) -> float:
-            if len(levels) == 1 or (self.depthwise and forward_in):
+        def one_side(levels: list[int], value: float, on_input: bool) -> float:
+            if len(levels) == 1 or (self.depthwise and on_input):
                 return 0.0
-            back = value + step > levels[-1]
-            d = -step if back else step
-            delta = diff(a_in, a_out, d if forward_in else 0, 0 if forward_in else d)
-            return (-delta if back else delta) / step
+            low, high = value, value + step
+            if high > levels[-1]:
+                low, high = levels[-1] - step, levels[-1]
+            low = max(low, levels[0])
+            if high <= low:
+                return 0.0
+            at = (lambda x: self.value(x, a_out)) if on_input else (lambda x: self.value(a_in, x))
+            return (at(high) - at(low)) / (high - low)
 
         return one_side(self.a_in, a_in, True), one_side(self.a_out, a_out, False)
 

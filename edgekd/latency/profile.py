@@ -26,14 +26,19 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import multiprocessing
+import os
 import random
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from edgekd.atomic import atomic_write_json
@@ -48,7 +53,7 @@ from edgekd.device.bench import bench as run_bench
 from edgekd.device.lock import board_lock
 from edgekd.device.probe import check_fits, probe
 from edgekd.device.tuning_runner import BoardMeasurer, Candidate, EvaluatorSettings
-from edgekd.errors import ConfigError, DeviceError
+from edgekd.errors import CompileError, ConfigError, DeviceError
 from edgekd.latency.design import FamilyPlan, dense_widths, lattices, masks_for, op_widths, random_widths
 from edgekd.latency.kernels import Kernel, OpShape, build_kernels
 from edgekd.latency.model import (
@@ -86,6 +91,7 @@ class ProfileOptions:
         rounds: interleaved repeats of every whole network.
         seed: of the random configurations.
         runs, min_seconds: ``edgekd-runner``'s timed runs per whole-network measurement.
+        jobs: whole networks compiled at once (worker processes).
         timer: the kernel timer's statistics.
     """
 
@@ -100,6 +106,7 @@ class ProfileOptions:
     seed: int = 0
     runs: int = 20
     min_seconds: float = 0.3
+    jobs: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
     timer: EvaluatorSettings = field(default_factory=lambda: EvaluatorSettings(number=1, repeat=5,
                                                                               min_repeat_ms=20.0))
 
@@ -362,11 +369,8 @@ class _Profiler:
                                repeat=1, power=False)
         p50s: list[list[float]] = [[] for _ in configs]
         with tempfile.TemporaryDirectory(prefix="edgekd-profile-nets-") as scratch:
-            artifacts = []
             started = time.perf_counter()
-            for index, widths in enumerate(configs):
-                artifacts.append(self._compile(graph, widths, Path(scratch) / f"n{index}"))
-                self.say("compile networks", index + 1, len(configs))
+            artifacts = self._compile_all(graph, configs, Path(scratch))
             self.stats["compile_networks_s"] = round(time.perf_counter() - started, 1)
             started = time.perf_counter()
             total = len(configs) * self.options.rounds
@@ -382,10 +386,34 @@ class _Profiler:
             self.stats["run_networks_s"] = round(time.perf_counter() - started, 1)
         return p50s
 
-    def _compile(self, graph: ChannelGraph, widths: dict[int, int], out: Path) -> Path:
-        pruned = prune_model(self.model, graph, masks_for(graph, widths)).model
+    def _compile_all(self, graph: ChannelGraph, configs: list[dict[int, int]], scratch: Path) -> list[Path]:
+        """Prune and compile every configuration, ``options.jobs`` compiles at a time (TVM's codegen and
+        torch.export hold one core each; nothing is timed meanwhile)."""
         options = CompileOptions(input_shape=self.input_shape, model_name=self.network.name, onnx=False)
-        return compile_model(pruned, self.profile, out, options).path
+        jobs = []
+        for index, widths in enumerate(configs):
+            pruned = prune_model(self.model, graph, masks_for(graph, widths)).model
+            model_file = scratch / f"n{index}.module.pt"
+            torch.save(pruned, model_file)
+            jobs.append((str(model_file), self.profile, str(scratch / f"n{index}"), options))
+        if self.options.jobs <= 1:
+            done = []
+            for index, job in enumerate(jobs):
+                done.append(_compile_job(*job))
+                self.say("compile networks", index + 1, len(jobs))
+            return [Path(p) for p in done]
+        context = multiprocessing.get_context("spawn")  # a forked TVM/torch process is not safe
+        paths: list[Path | None] = [None] * len(jobs)
+        with ProcessPoolExecutor(max_workers=self.options.jobs, mp_context=context) as pool:
+            futures = {pool.submit(_compile_job, *job): index for index, job in enumerate(jobs)}
+            try:
+                for count, future in enumerate(as_completed(futures)):
+                    paths[futures[future]] = Path(future.result())
+                    self.say("compile networks", count + 1, len(jobs))
+            except BrokenProcessPool:
+                raise CompileError("latency profile: a network compile worker died (out of memory?); run again "
+                                   "with fewer jobs") from None
+        return [p for p in paths if p is not None]
 
     # ------------------------------------------------------------------ all
     def run(self) -> LatencyModel:
@@ -430,6 +458,12 @@ class _Profiler:
         return LatencyModel(network=self.network, grid=opts.grid, ops=ops, tables=tables, calibration=cal,
                             provenance=provenance, validation=validation, stats=self.stats,
                             dense_ms=cal.alpha * raw[0] + cal.beta_ms)
+
+
+def _compile_job(model_file: str, profile: TargetProfile, out: str, options: CompileOptions) -> str:
+    """One network compile (run in a worker process): the pruned module saved by the profiler → an artifact."""
+    module = torch.load(model_file, weights_only=False)  # written a moment ago by this profile, not user input
+    return str(compile_model(module, profile, Path(out), options).path)
 
 
 def _validate(raw: list[float], measured: list[float], rounds: list[list[float]], widths: list[dict[int, int]],

@@ -26,6 +26,7 @@ from edgekd.latency.store import (
 from edgekd.pipeline.train import build_model
 from edgekd.structure.budgets import requested_cost_kinds
 from edgekd.structure.groups import dense_masks, trace_groups
+from edgekd.structure.ownership import BlockOwnership
 
 __all__ = ["LatencyProfile", "profile_recipe", "latency_grid", "recipe_network", "latency_cost_for",
            "wants_latency", "resolve_latency_budget", "show_latency_model", "list_latency_models"]
@@ -109,9 +110,11 @@ def resolve_latency_budget(recipe: Recipe, cost: LatencyCost) -> Recipe:
     if structure.latency_ms > dense * (1 + 1e-9):
         raise ConfigError(f"{recipe.source}: structure.latency_ms={structure.latency_ms:g}: above the dense network's "
                           f"predicted {dense:.4g} ms on {cost.model.provenance.device}; nothing to prune")
-    if structure.latency_ms <= beta:
-        raise ConfigError(f"{recipe.source}: structure.latency_ms={structure.latency_ms:g}: unreachable; the runtime "
-                          f"alone takes {beta:.4g} ms on {cost.model.provenance.device}")
+    smallest = cost.network_ms(graph, BlockOwnership.free(graph).minimal_masks(graph))
+    if structure.latency_ms < smallest:
+        raise ConfigError(f"{recipe.source}: structure.latency_ms={structure.latency_ms:g}: unreachable; the smallest "
+                          f"this network can be is {smallest:.4g} ms on {cost.model.provenance.device} (one channel "
+                          f"per group, the runtime's {beta:.4g} ms included)")
     resolved = recipe.model_copy(deep=True)
     resolved.structure.latency_ms = None
     resolved.structure.global_budget = GlobalBudget(latency_ms=structure.latency_ms - beta)

@@ -44,6 +44,21 @@ __all__ = ["BudgetController"]
 _HOLD_MARGIN = 1.02  # alive channels of a held block keep max |γ| ≥ τ·margin
 
 
+def _grid_below(width: int, grid: int) -> int | None:
+    """The largest grid width below ``width`` (never below one grid step, or one channel); None when none is."""
+    if grid == 1:
+        return width - 1 if width > 1 else None
+    lower = ((width - 1) // grid) * grid
+    return lower if lower > 0 else None
+
+
+def _grid_above(width: int, grid: int, size: int) -> int | None:
+    """The next width above ``width`` on the grid (capped at the group's size); None at full width."""
+    if width >= size:
+        return None
+    return min(size, (width // grid + 1) * grid)
+
+
 class BudgetController:
     """Budgets, λ_b and held masks of one structure-learning run (see the module docstring).
 
@@ -193,6 +208,62 @@ class BudgetController:
                 break
             alive = trial
             gammas.raise_channel(self.graph.groups[gid], channel, self.threshold * _HOLD_MARGIN)
+
+    # ------------------------------------------------------------------ final widths
+    def fit_masks(self, masks: list[torch.Tensor], round_to: int = 1) -> list[torch.Tensor]:
+        """The final masks within every block's budget, on the ``round_to`` grid: a block over budget loses, one
+        grid step at a time, the group step whose channels have the least |γ| per unit of budget saved; then a
+        block under budget gets back, greedily by |γ| per unit of budget, the dead group steps that still fit.
+        Learning rarely lands exactly on a budget in few steps, and rounding widths up to the grid overshoots it;
+        this makes the pruned network's predicted cost meet its budgets (HALP and NetAdapt end the same way)."""
+        masks = [m.clone() for m in masks]
+        for name, state in self.states.items():
+            if state.frozen or not state.controlled or not state.budget:
+                continue
+            groups = [g for g in self.ownership.groups_of(self.graph, name) if self.ownership.learnable(g)]
+            while self._ratio(name, masks) > 1.0 + 1e-9:
+                step = self._best_step(name, groups, masks, round_to, shrink=True)
+                if step is None:
+                    break
+                masks = step
+            while (step := self._best_step(name, groups, masks, round_to, shrink=False)) is not None:
+                masks = step
+        return masks
+
+    def _ratio(self, name: str, masks: list[torch.Tensor]) -> float:
+        """Block ``name``'s largest cost / budget over its budget kinds (only those models are evaluated)."""
+        state = self.states[name]
+        costs = {k: block_costs(self.graph, self.cost_models[k], masks, self.ownership).get(name, 0.0)
+                 for k in state.budget}
+        return state.ratio(costs)
+
+    def _best_step(self, name: str, groups, masks: list[torch.Tensor], round_to: int, shrink: bool):
+        """The masks after the best one-step change of one group of block ``name`` (None when none is allowed):
+        shrinking, the least |γ| lost per budget share saved; growing, the most |γ| gained per share spent among
+        the steps that keep the block within budget."""
+        before = self._ratio(name, masks)
+        best, best_score = None, None
+        for group in groups:
+            r = group.saliency().detach().cpu()
+            width = int(masks[group.id].sum())
+            target = _grid_below(width, round_to) if shrink else _grid_above(width, round_to, group.size)
+            if target is None:
+                continue
+            order = torch.argsort(r, descending=True, stable=True)
+            trial = [m for m in masks]
+            trial[group.id] = torch.zeros_like(masks[group.id])
+            trial[group.id][order[:target]] = True
+            changed = trial[group.id] ^ masks[group.id]
+            after = self._ratio(name, trial)
+            if not shrink and after > 1.0 + 1e-9:
+                continue
+            delta = abs(before - after)
+            if delta <= 0:
+                continue
+            score = float(r[changed].sum()) / delta
+            if best_score is None or (score < best_score if shrink else score > best_score):
+                best, best_score = trial, score
+        return best
 
     def _apply_holds(self) -> None:
         for gid, mask in self.held.items():

@@ -112,6 +112,8 @@ class StructureLearner:
         return self.controller.alive_masks()
 
     def final_masks(self, round_to: int | None = None) -> list[torch.Tensor]:
-        """The masks to prune with: alive at τ, widths rounded up to ``round_to`` (default the recipe's)."""
+        """The masks to prune with: alive at τ, on the ``round_to`` grid (default the recipe's), fitted within every
+        block's budget (:meth:`~edgekd.structure.controller.BudgetController.fit_masks`)."""
         round_to = self.structure.round_to if round_to is None else round_to
-        return final_masks(self.graph, self.controller.threshold, round_to, self.ownership)
+        masks = final_masks(self.graph, self.controller.threshold, round_to, self.ownership)
+        return self.controller.fit_masks(masks, round_to)

@@ -35,8 +35,11 @@ def bilinear(a, b):
 def test_interpolation_is_exact_for_a_cost_bilinear_in_the_widths():
     a_levels, b_levels = [8, 24, 64], [8, 32, 96, 128]
     values = [[bilinear(a, b) for b in b_levels] for a in a_levels]
-    for a, b in [(8, 8), (16, 40), (63, 127), (24, 100), (70, 140), (4, 4)]:  # inside, on levels, beyond the ends
+    for a, b in [(8, 8), (16, 40), (63, 127), (24, 100), (64, 128)]:  # inside and on levels
         assert interpolate(a_levels, b_levels, values, a, b) == pytest.approx(bilinear(a, b))
+    # outside the measured widths: the nearest measured one, never a line running to zero or below
+    assert interpolate(a_levels, b_levels, values, 1, 1) == pytest.approx(bilinear(8, 8))
+    assert interpolate(a_levels, b_levels, values, 70, 140) == pytest.approx(bilinear(64, 128))
 
 
 def test_slopes_are_one_grid_step_differences_even_on_a_staircase():

@@ -49,7 +49,7 @@ def test_cli_refuses_latency_without_a_measured_model_before_training(monkeypatc
     assert code == 2, err
     assert len(err.splitlines()) == 1, err
     assert err.startswith("edgekd: error: ")
-    for fragment in ("quickstart.yaml", "structure.cost", "latency", "available: flops, params"):
+    for fragment in ("quickstart.yaml", "structure.cost", "latency", "compress --device D", "edgekd latency profile"):
         assert fragment in err, (fragment, err)
     assert not (tmp_path / "runs").exists()
     assert elapsed < 10, elapsed  # refused up front, not after a teacher
