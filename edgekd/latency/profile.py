@@ -84,8 +84,8 @@ class ProfileOptions:
             schedules, the mode deployed artifacts use).
         grid: channel multiple of the lattice and of every configuration (the target's or the recipe's).
         levels: grid widths per varying axis of a family's lattice.
-        refine, refine_tolerance: passes adding a lattice level where the table mispredicts an interval's midpoint
-            by more than the tolerance.
+        refine, refine_tolerance, refine_levels: passes adding a lattice level where the table mispredicts an
+            interval's midpoint by more than the tolerance (at most ``refine_levels`` per family and pass).
         calibration: whole networks fitting α, β (the dense network and random configurations).
         heldout: whole networks the fit never sees, for the ±10% / ±5% shares.
         rounds: interleaved repeats of every whole network.
@@ -100,6 +100,7 @@ class ProfileOptions:
     levels: int = 6
     refine: int = 2
     refine_tolerance: float = 0.05
+    refine_levels: int = 2
     calibration: int = 6
     heldout: int = 40
     rounds: int = 3
@@ -321,10 +322,17 @@ class _Profiler:
             values = measure(probes)
             tables = {p.family: Table(family=p.family, a_in=p.a_in, a_out=p.a_out, ms=measure.table(p)) for p in plans}
             added = 0
-            tolerance = self.options.refine_tolerance
-            for (family, a, b), measured in ((k, values[k]) for k in probes):
-                if measured > 0 and abs(tables[family].value(a, b) - measured) / measured > tolerance:
-                    added += _add_level(by_family[family], a, b)
+            # the worst-predicted probes first, at most refine_levels new levels per family and pass: a new level
+            # is a whole row of the lattice, so unbounded refinement of an erratic family multiplies its cost
+            misses = sorted(((abs(tables[f].value(a, b) - m) / m, f, a, b) for (f, a, b), m in
+                             ((k, values[k]) for k in probes) if m > 0), reverse=True)
+            per_family: dict[str, int] = {}
+            for error, family, a, b in misses:
+                if error <= self.options.refine_tolerance or per_family.get(family, 0) >= self.options.refine_levels:
+                    continue
+                new = _add_level(by_family[family], a, b)
+                per_family[family] = per_family.get(family, 0) + new
+                added += new
             self.stats[f"refine{refinement + 1}_levels_added"] = added
             if not added:
                 break

@@ -120,3 +120,17 @@ def test_a_tuned_model_goes_stale_when_its_tuning_records_change(tmp_path):
     assert staleness(model, RUNTIME) is None
     (records / "database_tuning_record.json").write_text("[1]\n[2]\n")  # a later tuning added a record
     assert "changed since it was measured" in staleness(model, RUNTIME)
+
+
+def test_refinement_probes_every_interval_midpoint_and_adds_the_level_it_probed():
+    from edgekd.latency.design import FamilyPlan
+    from edgekd.latency.kernels import OpShape
+    from edgekd.latency.profile import _add_level, _midpoints
+
+    shape = OpShape("conv", (1, 1), (1, 1), (0, 0), (1, 1), 1, (8, 8), 8, 8)
+    plan = FamilyPlan("f", shape, ["x"], [8, 32, 64], [8, 64])
+    probes = _midpoints(plan, 8)
+    assert sorted(probes) == [("f", 8, 32), ("f", 16, 8), ("f", 16, 64), ("f", 48, 8), ("f", 48, 64), ("f", 64, 32)]
+    assert _add_level(plan, 16, 8) == 1 and plan.a_in == [8, 16, 32, 64] and plan.a_out == [8, 64]
+    assert _add_level(plan, 8, 32) == 1 and plan.a_out == [8, 32, 64]
+    assert _add_level(plan, 16, 32) == 0  # already on the lattice
