@@ -12,7 +12,7 @@ from edgekd import api
 from edgekd.cli import main
 
 # Small enough for one session-wide build (~2 min on 2 cores); the ±10% figures belong to the benchmark
-PROFILE = api.ProfileOptions(levels=3, refine=0, calibration=2, heldout=2, rounds=1, runs=10, min_seconds=0.2)
+PROFILE = api.ProfileOptions(levels=4, refine=0, calibration=3, heldout=2, rounds=1, runs=10, min_seconds=0.2)
 GRID = ["structure.round_to=8"]
 
 
@@ -37,7 +37,7 @@ def test_a_profile_is_measured_validated_and_saved_with_its_provenance(tiny_late
     assert p.device == "local" and p.mode == "untuned" and p.threads >= 1 and p.runtime["tvm"]
     assert model.grid == 8 and model.stats["kernels_timed"] + model.stats["points_cached"] > 0
     assert model.validation.configurations == 2 and len(model.validation.rows) == 2
-    assert model.calibration.samples == 2 and model.calibration.alpha > 0 and model.dense_ms > 0
+    assert model.calibration.samples == 3 and model.calibration.alpha > 0 and model.dense_ms > 0
     code, out, _ = _cli(capsys, ["latency", "show", "--recipe", "quickstart", "--device", "local", "--json",
                                  *[f"--set={o}" for o in [*TINY_OVERRIDES, *GRID]]])
     shown = json.loads(out)
@@ -102,8 +102,10 @@ def test_compress_meets_a_network_latency_budget_as_predicted_and_the_board_agre
     print(f"budget {target_ms} ms, predicted {predicted:.4f} ms")
     assert abs(predicted - target_ms) / target_ms <= 0.05
     assert report["pruning"]["latency_model"]["device"] == "local"
-    code, out, err = _cli(capsys, ["bench", str(tmp_path / "run" / "model.pt2"), "--device", "local", "--json"])
+    code, out, err = _cli(capsys, ["bench", str(tmp_path / "run" / "model.pt2"), "--device", "local", "--json",
+                                   "--repeat", "3"])
     assert code == 0, err
-    measured = json.loads(out)["latency_ms"]["p50"]
+    # the median of three p50s: one run's p50 moves ±10% on a shared 2-core machine
+    measured = sorted(m["latency_ms"]["p50"] for m in json.loads(out)["measurements"])[1]
     print(f"measured p50 {measured:.4f} ms on this host")
     assert abs(measured - predicted) / predicted <= 0.30
