@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +64,7 @@ def op_shape(op: OpInfo, a_in: int | None = None, a_out: int | None = None) -> O
     if op.kind == "linear":
         shape = OpShape("linear", (1, 1), (1, 1), (0, 0), (1, 1), 1, (1, 1), op.in_channels, op.out_channels)
     else:
-        padding = module.padding if not isinstance(module.padding, str) else module.padding
+        padding = module.padding
         if isinstance(padding, str):  # "same"/"valid": the conv's own rule, recorded as the pad it means
             padding = tuple((k - 1) // 2 * d if padding == "same" else 0
                             for k, d in zip(_pair(module.kernel_size), _pair(module.dilation), strict=True))
@@ -179,6 +178,3 @@ def build_kernels(shape: OpShape, target: Any, compiler: str | None, out_dir: Pa
                            f"channels: {first_line(err)}") from None
     return kernels
 
-
-def shapes_json(shapes: Sequence[OpShape]) -> list[dict]:
-    return [asdict(s) for s in shapes]

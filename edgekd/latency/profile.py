@@ -44,7 +44,7 @@ from torch import nn
 from edgekd.atomic import atomic_write_json
 from edgekd.compile.api import CompileOptions, compile_model
 from edgekd.compile.artifact import utc_now
-from edgekd.compile.tuning import board_key
+from edgekd.compile.tuning import board_key, database_dir
 from edgekd.config.devices import Device
 from edgekd.config.target import TargetProfile
 from edgekd.device import connect
@@ -64,7 +64,7 @@ from edgekd.latency.model import (
     Table,
     Validation,
 )
-from edgekd.latency.store import records_dir, tuning_digest
+from edgekd.latency.store import tuning_digest
 from edgekd.learn.progress import task_progress
 from edgekd.paths import cache_dir
 from edgekd.structure.groups import ChannelGraph, trace_groups
@@ -289,7 +289,7 @@ class _Profiler:
     def _database(self, board: str):
         if self.options.mode == "untuned":
             return None, None, None
-        directory = records_dir(self.profile.name, None if self.device.is_local and self.profile.is_host else board)
+        directory = database_dir(self.profile.name, None if self.device.is_local and self.profile.is_host else board)
         digest = tuning_digest(directory)
         if digest is None:
             raise ConfigError(f"latency profile --mode tuned: no tuning records for target {self.profile.name} on "

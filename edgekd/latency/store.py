@@ -22,7 +22,7 @@ from edgekd.latency.model import SCHEMA_VERSION, LatencyModel, NetworkKey
 from edgekd.paths import cache_dir
 
 __all__ = ["models_dir", "model_path", "save_latency_model", "load_latency_model", "find_latency_model",
-           "list_latency_models", "staleness", "records_dir", "tuning_digest"]
+           "list_latency_models", "staleness", "tuning_digest"]
 
 
 def models_dir() -> Path:
@@ -38,11 +38,6 @@ def _network_slug(network: NetworkKey) -> str:
 
 def model_path(device: str, network: NetworkKey, mode: str) -> Path:
     return models_dir() / device / f"{_network_slug(network)}-{mode}.json"
-
-
-def records_dir(target: str, board: str | None) -> Path:
-    """The tuning database a tuned profile reads: the target's own for the host, else the target's on that board."""
-    return database_dir(target, board)
 
 
 def tuning_digest(directory: Path) -> str | None:
@@ -86,7 +81,7 @@ def staleness(model: LatencyModel, runtime: dict[str, str]) -> str | None:
     if model.provenance.runtime != runtime:
         return (f"measured with TVM {model.provenance.runtime.get('tvm')}, this host has {runtime.get('tvm')}")
     if model.provenance.mode == "tuned":
-        directory = Path(model.provenance.records or records_dir(model.provenance.target, None))
+        directory = Path(model.provenance.records or database_dir(model.provenance.target))
         if tuning_digest(directory) != model.provenance.tuning_digest:
             return f"the tuning records in {directory} changed since it was measured"
     return None

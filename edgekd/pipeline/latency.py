@@ -28,10 +28,8 @@ from edgekd.structure.budgets import requested_cost_kinds
 from edgekd.structure.groups import dense_masks, trace_groups
 from edgekd.structure.ownership import BlockOwnership
 
-__all__ = ["LatencyProfile", "profile_recipe", "latency_grid", "recipe_network", "latency_cost_for",
+__all__ = ["profile_recipe", "latency_grid", "recipe_network", "latency_cost_for",
            "wants_latency", "resolve_latency_budget", "show_latency_model", "list_latency_models"]
-
-LatencyProfile = LatencyModel
 
 
 def latency_grid(recipe: Recipe, profile: TargetProfile) -> int:
