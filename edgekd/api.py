@@ -47,10 +47,11 @@ from edgekd.learn.progress import task_progress
 from edgekd.models.counting import format_count
 from edgekd.pipeline.bench import bench
 from edgekd.pipeline.compile import compile_on_device
-from edgekd.pipeline.compress import CompressResult, compress
+from edgekd.pipeline.compress import CompressResult, MeasureOptions, compress
 from edgekd.pipeline.default_recipe import compress_model, model_blocks
 from edgekd.pipeline.latency import list_latency_models, profile_recipe, show_latency_model
 from edgekd.pipeline.train import RunResult, build_student, distill, load_teacher, train
+from edgekd.pipeline.tune import TuneOptions, TuneResult, tune
 from edgekd.results.query import DEFAULT_COLUMNS, ResultsQuery, query_results, select_columns
 from edgekd.results.report import Report, build_report, default_report_dir, report_source_for_artifact
 
@@ -68,4 +69,5 @@ __all__ = [
     "report_source_for_artifact", "select_columns",
     "compile_on_device",
     "ProfileOptions", "list_latency_models", "profile_recipe", "show_latency_model",
+    "MeasureOptions", "TuneOptions", "TuneResult", "tune",
 ]

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from support import TINY_OVERRIDES, host_profile_copy, require
+from support import TINY_LATENCY_GRID, TINY_OVERRIDES, host_profile_copy, require, tiny_profile_options
 
 from edgekd.paths import project_root
 
@@ -51,6 +51,15 @@ def tiny_compress(tiny_recipe, tiny_teacher, tmp_path_factory):
     from edgekd import api
 
     return api.compress(tiny_recipe, out=tmp_path_factory.mktemp("tiny") / "compress", teacher=tiny_teacher)
+
+
+@pytest.fixture(scope="session")
+def tiny_latency(tiny_recipe):
+    """The tiny quickstart family profiled on ``local`` (this host: a real board)."""
+    from edgekd import api
+
+    recipe = api.load_recipe("quickstart", overrides=[*TINY_OVERRIDES, *TINY_LATENCY_GRID])
+    return api.profile_recipe(recipe, "local", tiny_profile_options())
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,18 @@ TINY_OVERRIDES = [
 ]
 
 
+# The tiny quickstart on the channel grid latency models are profiled on (tests/conftest.py's tiny_latency)
+TINY_LATENCY_GRID = ["structure.round_to=8"]
+
+
+def tiny_profile_options():
+    """Latency-profile settings small enough for one session-wide build (~2 min on 2 cores); the ±10% figures
+    belong to the benchmark."""
+    from edgekd import api
+
+    return api.ProfileOptions(levels=4, refine=0, calibration=3, heldout=2, rounds=1, runs=10, min_seconds=0.2)
+
+
 def host_profile_copy(directory: Path) -> Path:
     """A copy of the shipped host profile under a unique name (``host-test-XXXXXXXX.yaml`` in ``directory``), so
     that a test owns its tuning database (databases are kept per target name)."""

@@ -33,10 +33,11 @@ def _register() -> None:
         report_cmd,
         results_cmd,
         train_cmd,
+        tune_cmd,
     )
 
-    for module in (recipes_cmd, train_cmd, compress_cmd, compile_cmd, device_cmd, latency_cmd, results_cmd,
-                   report_cmd):
+    for module in (recipes_cmd, train_cmd, compress_cmd, compile_cmd, device_cmd, latency_cmd, tune_cmd,
+                   results_cmd, report_cmd):
         module.register(app)
 
 

@@ -31,11 +31,16 @@ def compress(recipe: str = typer.Option(None, "--recipe", "-r",
                                                    "(repeatable)."),
              dataset: str = DatasetOpt, input_shape: str = InputShapeOpt,
              data: str = DataOpt, set_: list[str] = SetOpt, out: str = OutOpt,
-             target: str = typer.Option(None, "--target", help="Target profile (recorded; compile/bench follow)."),
+             target: str = typer.Option(None, "--target",
+                                        help="Target profile: widths rounded to its channel multiple (nothing is "
+                                             "measured without --device)."),
              teacher: str = typer.Option(None, "--teacher", help="Dense teacher run dir or model.pt."),
              device: str = typer.Option(None, "--device",
-                                        help="The board whose latency model latency budgets are learnt under "
-                                             "(edgekd latency profile)."),
+                                        help="The board: latency budgets use its latency model, and the compact "
+                                             "network is compiled for its target and benched on it."),
+             tune_trials: int = typer.Option(0, "--tune-trials", min=0,
+                                             help="With --device: MetaSchedule trials of the compile (0 = untuned)."),
+             repeats: int = typer.Option(3, "--repeats", min=1, help="With --device: bench repeats (median)."),
              resume: bool = ResumeOpt, json_: bool = JsonOpt,
              report: bool = typer.Option(False, "--report", help="Write the HTML report of the run at the end.")
              ) -> None:
@@ -44,11 +49,11 @@ def compress(recipe: str = typer.Option(None, "--recipe", "-r",
 
     if (recipe is None) == (model is None):
         raise api.ConfigError("compress: give --recipe, or --model with --budget (a default recipe is generated)")
+    measure = api.MeasureOptions(tune_trials=tune_trials, repeats=repeats) if device is not None else None
     if model is not None:
-        if device is not None:
-            raise api.ConfigError("compress: --device goes with a recipe that budgets latency (--recipe)")
         result = api.compress_model(model, budget or [], data=data, dataset=dataset, checkpoint=checkpoint or teacher,
                                     input_shape=input_shape, overrides=set_, out=out, target=target, resume=resume,
+                                    device=device, measure=measure,
                                     on_recipe=lambda path: console.print(f"recipe saved to {path}", markup=False,
                                                                          soft_wrap=True))
     else:
@@ -57,8 +62,10 @@ def compress(recipe: str = typer.Option(None, "--recipe", "-r",
             if value:
                 raise api.ConfigError(f"compress: {flag} goes with --model; with --recipe set it in the recipe")
         resolved = api.load_recipe(recipe, overrides=set_, data_root=data)
-        result = api.compress(resolved, out=out, teacher=teacher, target=target, resume=resume, device=device)
+        result = api.compress(resolved, out=out, teacher=teacher, target=target, resume=resume, device=device,
+                              measure=measure)
     written = api.build_report(result.run_dir) if report else None
+    _say_measured(result)
     if json_:
         emit_json(result.to_dict())
         _say_report(result.run_dir, written)
@@ -78,6 +85,22 @@ def compress(recipe: str = typer.Option(None, "--recipe", "-r",
     console.print(f"compact model: {result.model} (for inference without the builder: {result.program})",
                   markup=False, soft_wrap=True)
     _say_report(result.run_dir, written)
+
+
+def _say_measured(result) -> None:
+    """What the board measured (stderr), or that nothing was."""
+    measured = result.measured
+    if measured is None:
+        if result.target is not None:
+            console.print(f"target {result.target}: widths rounded to multiples of {result.round_to}; nothing was "
+                          "measured (compress --device D compiles and benches on a board)", markup=False,
+                          soft_wrap=True)
+        return
+    tuned = f"tuned, {measured['tune_trials']} trials" if measured["tuned"] else "untuned"
+    console.print(f"measured on {measured['device']} ({measured['target']}, TVM {tuned}, {measured['threads']} "
+                  f"threads): p50 {measured['p50_ms']:.4g} ms (median of {len(measured['p50s'])}), FLOPs "
+                  f"{fmt_count(result.student['flops'])}; artifact {measured['artifact']}", markup=False,
+                  soft_wrap=True)
 
 
 def _say_report(run_dir: str, written) -> None:

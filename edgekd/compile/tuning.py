@@ -142,13 +142,16 @@ def register_fast_build(compiler: str | None = None) -> None:
 
 
 def make_builder(compiler: str, max_workers: int | None = None) -> Any:
-    """MetaSchedule's LocalBuilder with edgekd's fast build and the target toolchain's export (see
-    :func:`register_fast_build`): each candidate becomes a ``candidate.so`` the target can load."""
-    from tvm.s_tir import meta_schedule as ms
+    """A builder with edgekd's fast build and the target toolchain's export (see :func:`register_fast_build`): each
+    candidate becomes a ``candidate.so`` the target can load. Its workers live across batches
+    (:class:`~edgekd.compile.builder.PooledBuilder`); the caller closes it."""
+    from tvm.s_tir.meta_schedule.utils import cpu_count
 
-    return ms.builder.LocalBuilder(timeout_sec=BUILD_TIMEOUT_S, max_workers=max_workers,
-                                   initializer=functools.partial(register_fast_build, compiler),
-                                   f_build=FAST_BUILD_FUNC, f_export=FAST_EXPORT_FUNC)
+    from edgekd.compile.builder import PooledBuilder
+
+    return PooledBuilder(timeout_sec=BUILD_TIMEOUT_S, max_workers=max_workers or cpu_count(logical=True),
+                         initializer=functools.partial(register_fast_build, compiler),
+                         f_build=FAST_BUILD_FUNC, f_export=FAST_EXPORT_FUNC)
 
 
 def _import_cpu_tensor_intrinsics(arch: str) -> None:
@@ -441,6 +444,8 @@ def _run_tuning(tasks: list[Any], per_task: int, directory: Path, database: Any,
             )
     except Exception as err:  # tvm raises its own error types
         raise CompileError(f"MetaSchedule tuning failed: {str(err).strip().splitlines()[-1][:300]}") from None
+    finally:
+        builder.close()
     if _runner_lost(runner):  # only what was timed counts: the rest is measured again by a later tuning
         return {name: min(count, per_task) for name, count in timed.items()}
     cut_short = deadline is not None and clock() >= deadline

@@ -48,8 +48,7 @@ from edgekd.compile.tuning import board_key, database_dir
 from edgekd.config.devices import Device
 from edgekd.config.target import TargetProfile
 from edgekd.device import connect
-from edgekd.device.bench import BenchOptions
-from edgekd.device.bench import bench as run_bench
+from edgekd.device.bench import BenchOptions, bench_interleaved
 from edgekd.device.lock import board_lock
 from edgekd.device.probe import check_fits, probe
 from edgekd.device.tuning_runner import BoardMeasurer, Candidate, EvaluatorSettings
@@ -381,16 +380,19 @@ class _Profiler:
             artifacts = self._compile_all(graph, configs, Path(scratch))
             self.stats["compile_networks_s"] = round(time.perf_counter() - started, 1)
             started = time.perf_counter()
-            total = len(configs) * self.options.rounds
-            for round_index in range(self.options.rounds):
-                for index, artifact in enumerate(artifacts):
-                    result = run_bench(conn, self.device, artifact, options)[0]
-                    p50 = (result.timing_ms or {}).get("p50")
-                    if not result.latency_valid or p50 is None:
-                        raise DeviceError(f"latency profile on {self.device.name}: no valid latency for network "
-                                          f"{index} (emulated board?)")
-                    p50s[index].append(float(p50))
-                    self.say("run networks", round_index * len(configs) + index + 1, total)
+            total, done = len(configs) * self.options.rounds, 0
+
+            def keep(index: int, result) -> None:
+                nonlocal done
+                p50 = (result.timing_ms or {}).get("p50")
+                if not result.latency_valid or p50 is None:
+                    raise DeviceError(f"latency profile on {self.device.name}: no valid latency for network "
+                                      f"{index} (emulated board?)")
+                p50s[index].append(float(p50))
+                done += 1
+                self.say("run networks", done, total)
+
+            bench_interleaved(conn, self.device, artifacts, options, self.options.rounds, on_result=keep)
             self.stats["run_networks_s"] = round(time.perf_counter() - started, 1)
         return p50s
 

@@ -30,15 +30,20 @@ import torch
 from torch import nn
 
 from edgekd.atomic import atomic_write_json
+from edgekd.config.devices import Device, DeviceStore
 from edgekd.config.recipe import PhaseConfig, Recipe, TrainingConfig
+from edgekd.config.target import TargetProfile, load_target
 from edgekd.data import Loaders, build_loaders
-from edgekd.errors import ConfigError
+from edgekd.device.bench import BenchOptions
+from edgekd.errors import CheckpointError, ConfigError
 from edgekd.learn.engine import Trainer, evaluate, seed_everything
 from edgekd.learn.runs import resolve_run_dir, write_recipe
 from edgekd.models.counting import count_model
 from edgekd.models.io import for_inference, load_model, save_model, save_program
 from edgekd.pipeline.latency import latency_cost_for, resolve_latency_budget, wants_latency
+from edgekd.pipeline.measure import bench_tagged, compile_for_board, summarize
 from edgekd.pipeline.train import build_model, load_teacher, model_arch, objective_for, train
+from edgekd.results.store import ResultsStore
 from edgekd.structure.budgets import check_cost_models
 from edgekd.structure.costs import CostModel, FlopCost, ParamCost, network_cost
 from edgekd.structure.learner import StructureLearner, no_weight_decay
@@ -46,8 +51,8 @@ from edgekd.structure.prune import PruneResult, masked_copy, prune_model, save_a
 from edgekd.structure.report import block_report, controller_report
 from edgekd.structure.verify import verify_pruning
 
-__all__ = ["CompressResult", "StructureRun", "compress", "finetune", "learn_and_prune", "learn_structure",
-           "phase_config", "structure_cost_models"]
+__all__ = ["CompressResult", "MeasureOptions", "StructureRun", "compress", "finetune", "learn_and_prune",
+           "learn_structure", "on_target_grid", "phase_config", "structure_cost_models"]
 
 
 @dataclass
@@ -61,6 +66,8 @@ class CompressResult:
     phases: dict[str, Any] = field(default_factory=dict)
     model: str | None = None  # RUN/model.pt (rebuilds with the network's builder)
     program: str | None = None  # RUN/model.pt2 (torch.export program: no builder code needed)
+    round_to: int = 1  # the channel multiple widths were rounded to (the target's, unless the recipe set one)
+    measured: dict[str, Any] | None = None  # compress --device: the compact network benched on the board
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -151,12 +158,22 @@ def _teacher(recipe: Recipe, teacher: str | Path | None, run_dir: Path, resume: 
 
 
 def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path | None = None,
-             target: str | None = None, resume: bool = False, device: str | None = None) -> CompressResult:
-    """Run the whole pipeline (see the module docstring); returns and writes ``report.json``. ``device``: the board
-    whose latency model a latency budget is learnt under."""
+             target: str | None = None, resume: bool = False, device: str | None = None,
+             warm_start: str | Path | None = None, measure: MeasureOptions | None = None) -> CompressResult:
+    """Run the whole pipeline (see the module docstring); returns and writes ``report.json``.
+
+    ``target``: the target profile the network is for (validated; widths are rounded to its channel multiple unless
+    the recipe sets ``structure.round_to``). ``device``: the board whose latency model a latency budget is learnt
+    under (its target is the target). ``measure`` (with ``device``): compile the compact network for the board and
+    bench it there, rows linked to this run (``RUN/artifact/``, ``measured`` in the report). ``warm_start``: a
+    structure-learning checkpoint (an earlier run's ``learn/checkpoint.pt``) whose student weights, γ's already
+    shrunk, replace the dense teacher's as the starting point (``edgekd tune``'s later rounds shave from where the
+    last one stopped)."""
     if recipe.structure is None:
         raise ConfigError(f"{recipe.source}: structure: missing; compress needs a structure section "
                           "(blocks with budgets, or a global budget)")
+    entry, profile = _board_and_target(target, device, measure is not None)
+    recipe = on_target_grid(recipe, profile)
     latency = None
     if wants_latency(recipe):
         latency = latency_cost_for(recipe, device)
@@ -171,7 +188,8 @@ def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path 
     dense = _teacher(recipe, teacher, run_dir, resume, loaders).eval()
     spec = recipe.teacher.model
     student = build_model(spec, loaders)
-    student.load_state_dict(dense.state_dict())  # the student starts as the dense teacher
+    # the student starts as the dense teacher, or where an earlier structure learning stopped
+    student.load_state_dict(dense.state_dict() if warm_start is None else _learned_weights(warm_start))
     learned = learn_and_prune(recipe, student, dense, loaders, run_dir, resume, cost_models)
     prune_info = _pruning_info(learned, loaders)  # before finetuning changes the pruned network
     pruned = learned.pruned
@@ -182,13 +200,69 @@ def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path 
     save_program(run_dir / "model.pt2", compact, model_arch(spec, loaders), extra={"stage": "compress"})
     save_arch_spec(run_dir / "arch.json", pruned.spec)
     result = CompressResult(
-        run_dir=str(run_dir), target=target, teacher=_model_summary(dense, loaders),
+        run_dir=str(run_dir), target=profile.name if profile is not None else None,
+        teacher=_model_summary(dense, loaders),
         student=_model_summary(compact, loaders), blocks=block_report(learned.learner.controller, pruned.masks),
         pruning=prune_info, phases={"learn": learned.learn, "finetune": finetune_info},
-        model=str(run_dir / "model.pt"), program=str(run_dir / "model.pt2"),
+        model=str(run_dir / "model.pt"), program=str(run_dir / "model.pt2"), round_to=recipe.structure.round_to,
     )
     atomic_write_json(run_dir / "report.json", result.to_dict())
+    if measure is not None:
+        artifact = compile_for_board(run_dir / "model.pt", entry, profile, run_dir / "artifact", measure.tune_trials)
+        options = BenchOptions(runs=measure.runs, min_seconds=measure.min_seconds)
+        [results] = bench_tagged(entry, [artifact], [{"compress_run": str(run_dir)}], measure.repeats, options,
+                                 ResultsStore(measure.results))
+        result.measured = asdict(summarize(results))
+        atomic_write_json(run_dir / "report.json", result.to_dict())
     return result
+
+
+def on_target_grid(recipe: Recipe, profile: TargetProfile | None) -> Recipe:
+    """``recipe`` with widths rounded to ``profile``'s channel multiple, unless it sets ``structure.round_to``."""
+    if profile is None or recipe.structure is None or recipe.structure.round_to != 1 or profile.channel_multiple <= 1:
+        return recipe
+    rounded = recipe.model_copy(deep=True)
+    rounded.structure.round_to = profile.channel_multiple
+    return rounded
+
+
+@dataclass(frozen=True)
+class MeasureOptions:
+    """``compress --device``: how the compact network is compiled and benched on the board."""
+
+    tune_trials: int = 0
+    repeats: int = 3
+    runs: int = 50
+    min_seconds: float = 1.0
+    results: str | None = None  # the results store (default: the user's)
+
+
+def _board_and_target(target: str | None, device: str | None, measure: bool
+                      ) -> tuple[Device | None, TargetProfile | None]:
+    """The board (when measuring on one or budgeting its latency) and the target profile, validated: an unknown
+    target or device, an emulated board to measure on, a target that is not the board's — one line each."""
+    profile = load_target(target) if target is not None else None
+    if device is None:
+        return None, profile
+    entry = DeviceStore().get(device)
+    if measure and entry.emulated:
+        raise ConfigError(f"device {entry.name} is emulated: its timings are the emulator's, not latency; compress "
+                          "--device measures on a real board (or this host: --device local)")
+    board_target = load_target(entry.target)
+    if profile is not None and profile.name != board_target.name:
+        raise ConfigError(f"compress: --target {profile.name} is not device {entry.name}'s target "
+                          f"({board_target.name}); give one of them")
+    return entry, board_target
+
+
+def _learned_weights(checkpoint: str | Path) -> dict[str, torch.Tensor]:
+    """The student weights at the end of an earlier structure-learning phase (its trainer checkpoint)."""
+    path = Path(checkpoint)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)["model"]
+    except (OSError, KeyError, TypeError, RuntimeError, EOFError) as err:
+        raise CheckpointError(f"{path}: not a structure-learning checkpoint to warm-start from "
+                              f"({type(err).__name__})") from None
 
 
 def _pruning_info(learned: StructureRun, loaders: Loaders) -> dict:

@@ -147,9 +147,10 @@ def _recipe_name(model: str) -> str:
 def compress_model(model: str, budgets: list[str], *, data: str | None = None, dataset: str | None = None,
                    checkpoint: str | None = None, input_shape: str | None = None,
                    overrides: list[str] | None = None, out: str | Path | None = None, target: str | None = None,
-                   resume: bool = False, on_recipe=None):
+                   resume: bool = False, on_recipe=None, device: str | None = None, measure=None):
     """``compress --model``: the default recipe, saved in the run directory (``on_recipe(path)`` is told where,
-    before training starts), then :func:`edgekd.pipeline.compress.compress`."""
+    before training starts), then :func:`edgekd.pipeline.compress.compress` (``device``, ``measure``: as it takes
+    them)."""
     from edgekd.learn.runs import resolve_run_dir
     from edgekd.pipeline.compress import compress
 
@@ -159,7 +160,7 @@ def compress_model(model: str, budgets: list[str], *, data: str | None = None, d
     path = save_recipe(raw, run_dir)
     if on_recipe is not None:
         on_recipe(path)
-    return compress(recipe, out=run_dir, target=target, resume=resume)
+    return compress(recipe, out=run_dir, target=target, resume=resume, device=device, measure=measure)
 
 
 def model_blocks(model: str, input_shape: str | None = None, data: str | None = None, dataset: str | None = None,

@@ -22,14 +22,15 @@ from edgekd.latency.store import (
     list_latency_models,
     load_latency_model,
     save_latency_model,
+    staleness,
 )
 from edgekd.pipeline.train import build_model
 from edgekd.structure.budgets import requested_cost_kinds
 from edgekd.structure.groups import dense_masks, trace_groups
 from edgekd.structure.ownership import BlockOwnership
 
-__all__ = ["profile_recipe", "latency_grid", "recipe_network", "latency_cost_for",
-           "wants_latency", "resolve_latency_budget", "show_latency_model", "list_latency_models"]
+__all__ = ["profile_recipe", "ensure_latency_model", "latency_device", "latency_grid", "recipe_network",
+           "latency_cost_for", "wants_latency", "resolve_latency_budget", "show_latency_model", "list_latency_models"]
 
 
 def latency_grid(recipe: Recipe, profile: TargetProfile) -> int:
@@ -48,7 +49,7 @@ def recipe_network(recipe: Recipe):
     return model, tuple(loaders.input_shape), key
 
 
-def _device(device: str | Device) -> tuple[Device, TargetProfile]:
+def latency_device(device: str | Device) -> tuple[Device, TargetProfile]:
     entry = device if isinstance(device, Device) else DeviceStore().get(device)
     if entry.emulated:
         raise ConfigError(f"device {entry.name} is emulated: its timings are the emulator's, not latency; a latency "
@@ -59,7 +60,7 @@ def _device(device: str | Device) -> tuple[Device, TargetProfile]:
 def profile_recipe(recipe: Recipe, device: str | Device, options: ProfileOptions | None = None,
                    on_progress=None) -> LatencyModel:
     """Profile ``recipe``'s network family on ``device`` and save the model (see the module docstring)."""
-    entry, profile = _device(device)
+    entry, profile = latency_device(device)
     model, input_shape, key = recipe_network(recipe)
     options = options or ProfileOptions()
     if options.grid <= 0:
@@ -67,6 +68,21 @@ def profile_recipe(recipe: Recipe, device: str | Device, options: ProfileOptions
     latency = profile_network(model, input_shape, entry, profile, key, options, on_progress)
     save_latency_model(latency)
     return latency
+
+
+def ensure_latency_model(recipe: Recipe, device: str | Device, options: ProfileOptions | None = None,
+                         say=None) -> LatencyCost:
+    """The latency cost of ``recipe``'s network on ``device``, profiled first (with ``options``) when the saved
+    model is missing or stale; ``say`` is told why a profile runs."""
+    entry, _profile = latency_device(device)
+    _model, _shape, key = recipe_network(recipe)
+    found = find_latency_model(entry.name, key)
+    why = "none yet" if found is None else staleness(found, runtime_versions())
+    if why is not None:
+        if say is not None:
+            say(f"profiling the latency of {key.name} on {entry.name} ({why})")
+        found = profile_recipe(recipe, entry, options)
+    return LatencyCost(found)
 
 
 def show_latency_model(recipe: Recipe, device: str, mode: str = "untuned") -> LatencyModel:
@@ -89,7 +105,7 @@ def latency_cost_for(recipe: Recipe, device: str | None, mode: str = "untuned") 
         raise ConfigError(f"{recipe.source}: {field} asks for latency: name the board it is measured on "
                           "(compress --device D; profile it first with `edgekd latency profile --device D "
                           f"--recipe {recipe.name}`)")
-    entry, _profile = _device(device)
+    entry, _profile = latency_device(device)
     _model, _shape, key = recipe_network(recipe)
     model = load_latency_model(entry.name, key, mode, runtime=runtime_versions())
     return LatencyCost(model)

@@ -58,6 +58,19 @@ def test_cli_compress_json_is_one_document(tiny_teacher, tmp_path, capsys):
     assert document["run_dir"] == str(tmp_path / "c") and document["target"] == "host"
     assert document["phases"]["finetune"] == {"epochs": 0}
     assert (tmp_path / "c" / "model.pt").is_file()
+    # the target's channel multiple (8 lanes of AVX2) rounds the widths; without a board nothing is measured
+    assert document["round_to"] == 8 and document["measured"] is None
+    assert "widths rounded to multiples of 8; nothing was measured" in captured.err
+    assert all(b["channels_after"] % 8 == 0 or b["channels_after"] == b["channels_before"]
+               for b in document["blocks"])
+
+
+def test_an_unknown_target_or_device_is_one_line_before_anything_runs(tmp_path, capsys):
+    for flag, value in (("--target", "nosuch-board"), ("--device", "nosuch-device")):
+        code = main(["compress", "--recipe", "quickstart", "--out", str(tmp_path / "c"), flag, value])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and value in err[0], err
+    assert not (tmp_path / "c").exists()
 
 
 def test_compress_refuses_a_teacher_of_another_architecture(tiny_teacher, tmp_path, capsys):

@@ -1,0 +1,88 @@
+"""Compile a network for a board and bench artifacts on it interleaved, every row tagged with the run it serves.
+
+Shared by ``edgekd compress --device`` (one network, linked to its compress run) and ``edgekd tune`` (each round's
+network beside the dense one and the previous round's). Compiles go through
+:func:`~edgekd.pipeline.compile.compile_on_device` (tuning measured on the board, the target's database reused);
+an artifact directory already complete is kept, so a resumed run does not compile twice.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekd.compile.api import CompileOptions
+from edgekd.compile.artifact import MANIFEST_NAME
+from edgekd.config.devices import Device
+from edgekd.config.target import TargetProfile
+from edgekd.device import connect
+from edgekd.device.bench import BenchOptions, BenchResult, bench_interleaved
+from edgekd.errors import ConfigError
+from edgekd.pipeline.compile import compile_on_device
+from edgekd.results.store import ResultsStore
+
+__all__ = ["Measured", "compile_for_board", "bench_tagged", "summarize"]
+
+
+def compile_for_board(model: str | Path, device: Device, profile: TargetProfile, out: Path, tune_trials: int,
+                      say: Callable[[str], None] | None = None) -> Path:
+    """``model`` compiled for ``profile`` into ``out`` with ``tune_trials`` MetaSchedule trials timed on ``device``
+    (kept as it is when ``out`` already holds a complete artifact)."""
+    if (out / MANIFEST_NAME).is_file():
+        return out
+    if say is not None:
+        say(f"compile {model} for {profile.name} ({tune_trials} tuning trials)")
+    return compile_on_device(model, profile, out, CompileOptions(tune_trials=tune_trials), device=device).path
+
+
+def bench_tagged(device: Device, artifacts: list[Path], tags: list[dict[str, Any]], repeats: int,
+                 options: BenchOptions, results: ResultsStore | None) -> list[list[BenchResult]]:
+    """The artifacts benched in ``repeats`` interleaved rounds on ``device``; each row is stored as soon as it is
+    measured, with the artifact's ``tags``. An emulated board is refused: its timings are not latency."""
+
+    def keep(index: int, result: BenchResult) -> None:
+        if not result.latency_valid:
+            raise ConfigError(f"device {device.name} is emulated: its timings are the emulator's, not latency; "
+                              "measure on a real board")
+        if results is not None:
+            results.append({**result.to_row(), **tags[index]})
+
+    with connect(device) as conn:
+        return bench_interleaved(conn, device, artifacts, options, repeats, on_result=keep)
+
+
+@dataclass
+class Measured:
+    """One artifact's interleaved measurements, summarised: medians over the bench rounds."""
+
+    device: str
+    target: str
+    artifact: str
+    p50_ms: float
+    p50s: list[float] = field(default_factory=list)
+    tuned: bool = False
+    tune_trials: int = 0
+    runtime: str = "tvm"
+    threads: int | None = None
+    governor: str | None = None
+    peak_rss_mb: float | None = None
+    energy_per_inference_mj: float | None = None
+
+
+def _median(values) -> float | None:
+    kept = [v for v in values if v is not None]
+    return statistics.median(kept) if kept else None
+
+
+def summarize(results: list[BenchResult]) -> Measured:
+    first = results[0]
+    p50s = [float(r.timing_ms["p50"]) for r in results]
+    return Measured(device=first.device, target=first.target, artifact=first.artifact, p50_ms=statistics.median(p50s),
+                    p50s=p50s, tuned=first.tuned, tune_trials=first.tune_trials, runtime=first.runtime,
+                    threads=first.threads, governor=first.probe.governor,
+                    peak_rss_mb=_median(r.to_json()["peak_rss_mb"] for r in results),
+                    energy_per_inference_mj=_median(r.power.energy_per_inference_mj if r.power else None
+                                                    for r in results))

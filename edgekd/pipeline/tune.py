@@ -1,0 +1,457 @@
+"""``edgekd tune``: measurements on the board steer the latency budgets until the compact network *measures*
+within a target (milliseconds, or a share of the dense network's p50 measured in the same interleaved bench).
+
+Input: a recipe (its blocks say what may be pruned; their own budgets are replaced by latency budgets), a device
+(its target is the compile target), the target and :class:`TuneOptions`. Output: a run directory
+
+    RUN/teacher/             the dense teacher (only when it had to be trained here)
+    RUN/reference/dense/     the dense network's artifact
+    RUN/reference/floor/     the smallest network the recipe allows (model.pt + artifact/): a target must clear it
+    RUN/round-K/             round K's compress run (learn/, pruned/, finetune/, model.pt, report.json), artifact/
+    RUN/model.pt, model.pt2, arch.json, artifact/   the last round's network, copied up
+    RUN/tune.json            :class:`TuneResult` (``schema_version``), rewritten atomically after every step
+
+Before round 1 the dense and the floor networks are compiled and benched interleaved; a target below the floor is
+refused in one line with the floor measured. Each round then: budgets from the board's latency model → compress,
+warm-started from the previous round's structure learning → compile with the target's tuning database (the
+deployed artifact is tuned) → bench interleaved with the dense network and the previous round's artifact
+(``repeats`` rounds, medians) → stop when the candidate's median p50 meets the target. Every bench row goes to the
+results store tagged ``tune_run``, ``tune_round``, ``tune_role`` (dense, floor, previous, candidate) and, for a
+candidate, ``predicted_ms`` and ``compress_run``. ``resume`` continues from ``tune.json``: measured rounds are kept
+as they are, an unfinished one resumes its training from its checkpoints.
+
+Budgets, and why: the latency model predicts the latency of *untuned* kernels while the artifact is tuned, so its
+milliseconds do not transfer; the order of networks does far better. So every measurement becomes a point
+(predicted ms, measured p50 ÷ the dense p50 of the same bench): the floor and the dense network before round 1,
+then each round's network. The next round asks the learner for the predicted latency at which that piecewise-linear
+curve reaches the target share (less ``margin``, for the bench's noise), scaled by how far the learner's last network
+landed from what it was asked. The ask goes to the recipe's blocks at one common point between each block's
+predicted cost in the floor network and in the dense one (always reachable); within a block, the learner's
+latency-weighted regularizer removes the channels with the least γ per millisecond they cost. The residual of
+model, learner and tuning together is thus measured on the board and corrects the next budget.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from edgekd.atomic import atomic_write_json
+from edgekd.config.recipe import BlockBudget, GlobalBudget, Recipe
+from edgekd.data.loaders import build_loaders
+from edgekd.device.bench import BenchOptions
+from edgekd.errors import CheckpointError, ConfigError
+from edgekd.latency.cost import LatencyCost
+from edgekd.latency.design import masks_for
+from edgekd.latency.profile import ProfileOptions
+from edgekd.learn.runs import resolve_run_dir, write_recipe
+from edgekd.models.io import resolve_model_file, save_model
+from edgekd.pipeline.compress import compress, on_target_grid
+from edgekd.pipeline.latency import ensure_latency_model, latency_device, recipe_network
+from edgekd.pipeline.measure import Measured, bench_tagged, compile_for_board, summarize
+from edgekd.pipeline.train import load_teacher, model_arch, train
+from edgekd.results.store import ResultsStore
+from edgekd.structure.costs import block_costs
+from edgekd.structure.groups import ChannelGraph, dense_masks, trace_groups
+from edgekd.structure.ownership import BlockOwnership, assign_blocks
+from edgekd.structure.prune import prune_model
+
+__all__ = ["TuneOptions", "TuneRound", "TuneResult", "tune", "TUNE_FILE", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+TUNE_FILE = "tune.json"
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    """Knobs of one tune.
+
+    Attributes:
+        max_rounds: compress → compile → bench rounds at most.
+        repeats: interleaved bench rounds per measurement (the verdict is on medians; ≥ 3).
+        tune_trials: MetaSchedule trials of each compile, spread over its tasks not yet in the target's database
+            (tasks already tuned — a pruned network shares most with the dense one — are reused).
+        margin: aim this share below the target (the bench's own spread must not tip the verdict); a negative one
+            aims above it (the API allows it for experiments; the CLI does not).
+        runs, min_seconds: each runner invocation's timed runs (at least ``runs`` and ``min_seconds``).
+        profile: how to profile the board when its latency model is missing or stale.
+    """
+
+    max_rounds: int = 3
+    repeats: int = 3
+    tune_trials: int = 500
+    margin: float = 0.05
+    runs: int = 50
+    min_seconds: float = 1.0
+    profile: ProfileOptions = field(default_factory=ProfileOptions)
+
+
+@dataclass
+class TuneRound:
+    """One round: what was asked of the learner, what the model predicted, what the board measured."""
+
+    index: int
+    ask_ms: float  # the predicted latency asked of the learner (the latency model's milliseconds)
+    budgets: dict[str, float]  # block → latency budget (ms of the model's prediction); "global" without blocks
+    run_dir: str
+    status: str = "budgeted"  # budgeted → compressed → compiled → measured
+    predicted_ms: float | None = None
+    artifact: str | None = None
+    tuned: bool | None = None
+    tune_trials: int | None = None
+    target_ms: float | None = None  # the target in this round's bench (a ratio target moves with the dense p50)
+    measured_p50_ms: float | None = None  # median over the bench rounds
+    measured_p50s: list[float] = field(default_factory=list)
+    dense_p50_ms: float | None = None
+    previous_p50_ms: float | None = None
+    met: bool | None = None
+    test_acc: float | None = None
+    flops: float | None = None
+    params: float | None = None
+    learn_steps: int | None = None
+    peak_rss_mb: float | None = None
+    energy_per_inference_mj: float | None = None
+
+
+@dataclass
+class TuneResult:
+    """``tune.json``: the target, the reference measurements, every round, and the outcome."""
+
+    recipe: str
+    device: str
+    target: str
+    run_dir: str
+    goal: dict[str, float]  # {"latency_ms": X} or {"latency_ratio": r}
+    options: dict[str, Any]
+    reference: dict[str, Any] = field(default_factory=dict)
+    rounds: list[TuneRound] = field(default_factory=list)
+    met: bool | None = None
+    target_ms: float | None = None
+    measured_p50_ms: float | None = None
+    dense_p50_ms: float | None = None
+    artifact: str | None = None
+    model: str | None = None
+    message: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TuneResult:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in raw.items() if k in known}
+        values["rounds"] = [TuneRound(**r) for r in raw.get("rounds", [])]
+        return cls(**values)
+
+
+def _read_state(path: Path) -> TuneResult:
+    import json
+
+    try:
+        raw = json.loads(path.read_text())
+        if raw.get("schema_version") != SCHEMA_VERSION:
+            raise CheckpointError(f"{path}: tune schema {raw.get('schema_version')!r}, this edgekd reads "
+                                  f"{SCHEMA_VERSION}; start a new tune")
+        return TuneResult.from_dict(raw)
+    except (OSError, ValueError, TypeError) as err:
+        raise CheckpointError(f"{path}: not a readable tune state ({type(err).__name__}); start a new tune "
+                              "(another --out)") from None
+
+
+def _goal(latency_ms: float | None, latency_ratio: float | None) -> dict[str, float]:
+    if (latency_ms is None) == (latency_ratio is None):
+        raise ConfigError("tune: give the target as --latency-ms X or --latency-ratio r (one of them)")
+    if latency_ms is not None:
+        if latency_ms <= 0:
+            raise ConfigError(f"tune: --latency-ms={latency_ms:g}: give a positive number of milliseconds")
+        return {"latency_ms": float(latency_ms)}
+    if not 0 < latency_ratio < 1:
+        raise ConfigError(f"tune: --latency-ratio={latency_ratio:g}: give a share of the dense network's p50 "
+                          "between 0 and 1 (0.6 = 40% faster)")
+    return {"latency_ratio": float(latency_ratio)}
+
+
+def _target_ms(goal: dict[str, float], dense_p50: float) -> float:
+    return goal["latency_ms"] if "latency_ms" in goal else goal["latency_ratio"] * dense_p50
+
+
+class _Tuner:
+    def __init__(self, recipe: Recipe, state: TuneResult, options: TuneOptions, teacher: Path, device: str,
+                 say: Callable[[str], None], results: ResultsStore) -> None:
+        self.recipe, self.state, self.options, self.teacher = recipe, state, options, teacher
+        self.say, self.results = say, results
+        self.entry, self.profile = latency_device(device)
+        self.run_dir = Path(state.run_dir)
+        self.model, self.input_shape, _key = recipe_network(recipe)
+        self.graph: ChannelGraph = trace_groups(self.model, self.input_shape)
+        self.ownership = self._ownership()
+        self.cost: LatencyCost | None = None
+
+    # ------------------------------------------------------------------ persistence
+    def save(self) -> None:
+        atomic_write_json(self.run_dir / TUNE_FILE, self.state.to_dict())
+
+    # ------------------------------------------------------------------ networks and artifacts
+    def _ownership(self) -> BlockOwnership:
+        """What the recipe lets tune prune: its blocks (and its default for the rest); without blocks, everything."""
+        structure = self.recipe.structure
+        if structure.blocks:
+            return assign_blocks(self.graph, structure.blocks, structure.default)
+        return BlockOwnership.free(self.graph)
+
+    def _compile(self, model: Path, out: Path) -> Path:
+        return compile_for_board(model, self.entry, self.profile, out, self.options.tune_trials, self.say)
+
+    def _bench(self, artifacts: list[Path], roles: list[str], round_index: int, extra: dict[str, Any] | None = None
+               ) -> list[Measured]:
+        """The artifacts benched interleaved, each row stored tagged with the tune run, round and role."""
+        tags = [{"tune_run": str(self.run_dir), "tune_round": round_index, "tune_role": role,
+                 **((extra or {}) if role == "candidate" else {})} for role in roles]
+        options = BenchOptions(runs=self.options.runs, min_seconds=self.options.min_seconds)
+        self.say(f"bench {', '.join(roles)} interleaved on {self.entry.name} ({self.options.repeats} rounds)")
+        measured = bench_tagged(self.entry, artifacts, tags, self.options.repeats, options, self.results)
+        return [summarize(results) for results in measured]
+
+    # ------------------------------------------------------------------ reference: dense and floor
+    def floor_widths(self) -> dict[int, int]:
+        """The smallest widths the recipe allows: one grid step per group its blocks may prune."""
+        grid = max(1, self.recipe.structure.round_to)
+        return {g.id: min(grid, g.size) for g in self.graph.groups if g.prunable and self.ownership.learnable(g)}
+
+    def reference(self) -> dict[str, Any]:
+        ref = self.state.reference
+        if ref.get("dense_p50s"):
+            return ref
+        root = self.run_dir / "reference"
+        dense = self._compile(resolve_model_file(self.teacher), root / "dense")
+        floor_model = root / "floor" / "model.pt"
+        if not floor_model.is_file():
+            teacher = load_teacher(self.recipe, self.teacher).model
+            masks = masks_for(self.graph, self.floor_widths())
+            pruned = prune_model(teacher, trace_groups(teacher, self.input_shape), masks).model
+            loaders = build_loaders(self.recipe.data, self.recipe.seed)
+            save_model(floor_model, pruned, model_arch(self.recipe.teacher.model, loaders), extra={"stage": "floor"})
+        floor = self._compile(floor_model, root / "floor" / "artifact")
+        measured = self._bench([dense, floor], ["dense", "floor"], 0)
+        ref.update(dense_artifact=str(dense), floor_artifact=str(floor), dense_p50s=measured[0].p50s,
+                   floor_p50s=measured[1].p50s)
+        self.save()
+        return ref
+
+    # ------------------------------------------------------------------ budgets
+    def predicted(self, widths: dict[int, int] | None = None) -> float:
+        masks = dense_masks(self.graph) if widths is None else masks_for(self.graph, widths)
+        return self.cost.network_ms(self.graph, masks)
+
+    def budgets(self, ask_ms: float) -> dict[str, float]:
+        """Block → latency budget (ms) meeting ``ask_ms`` as predicted: every block at the same point ``s`` between
+        its cost in the floor network and in the dense one (see the module docstring); ``{"global": ms}`` for a
+        recipe without blocks."""
+        if not self.recipe.structure.blocks:
+            return {"global": max(ask_ms - self.cost.model.calibration.beta_ms, 1e-6)}
+        floor_masks = masks_for(self.graph, self.floor_widths())
+        dense = block_costs(self.graph, self.cost, dense_masks(self.graph), self.ownership)
+        floor = block_costs(self.graph, self.cost, floor_masks, self.ownership)
+        low, high = self.cost.network_ms(self.graph, floor_masks), self.predicted()
+        share = min(1.0, max(0.0, (ask_ms - low) / max(high - low, 1e-12)))
+        learnable = {b.name for b in self.recipe.structure.blocks if not b.frozen}
+        return {name: floor[name] * (1 + 1e-6) + share * (dense[name] - floor[name])
+                for name in dense if name in learnable}
+
+    def round_recipe(self, budgets: dict[str, float]) -> Recipe:
+        recipe = self.recipe.model_copy(deep=True)
+        structure = recipe.structure
+        structure.latency_ms = None
+        structure.cost = "latency"
+        if "global" in budgets and not structure.blocks:
+            structure.global_budget = GlobalBudget(latency_ms=budgets["global"])
+        else:
+            structure.blocks = [b if b.frozen else BlockBudget(name=b.name, modules=b.modules,
+                                                               latency_ms=budgets[b.name])
+                                for b in structure.blocks]
+        return recipe
+
+    def ask(self, ref: dict[str, Any]) -> float:
+        """The predicted latency asked of the next round (module docstring), between the floor and the dense."""
+        dense_m = statistics.median(ref["dense_p50s"])
+        floor_p, dense_p = self.predicted(self.floor_widths()), self.predicted()
+        # measured latency as a share of the dense network's p50 in the same bench: immune to the board's drift
+        points = [(floor_p, statistics.median(ref["floor_p50s"]) / dense_m), (dense_p, 1.0)]
+        done = [r for r in self.state.rounds if r.status == "measured"]
+        points += [(r.predicted_ms, r.measured_p50_ms / r.dense_p50_ms) for r in done]
+        latest_dense = done[-1].dense_p50_ms if done else dense_m
+        wanted_share = _target_ms(self.state.goal, latest_dense) / latest_dense * (1 - self.options.margin)
+        wanted = predicted_for(points, wanted_share)
+        if done:  # what the learner's last network was predicted at, against what it was asked
+            wanted *= min(1.25, max(0.8, done[-1].ask_ms / done[-1].predicted_ms))
+        return min(dense_p, max(floor_p, wanted))
+
+    # ------------------------------------------------------------------ one round
+    def run_round(self, index: int, ref: dict[str, Any]) -> TuneRound:
+        rounds = self.state.rounds
+        current = rounds[-1] if rounds and rounds[-1].index == index else None
+        if current is None:
+            ask = self.ask(ref)
+            current = TuneRound(index=index, ask_ms=ask, budgets=self.budgets(ask),
+                                run_dir=str(self.run_dir / f"round-{index}"))
+            rounds.append(current)
+            self.save()
+        round_dir = Path(current.run_dir)
+        if current.status == "budgeted":
+            self.say(f"round {index}: ask {current.ask_ms:.4g} ms predicted; budgets "
+                     + ", ".join(f"{k} {v:.4g} ms" for k, v in current.budgets.items()))
+            previous = self.run_dir / f"round-{index - 1}" / "learn" / "checkpoint.pt"
+            result = compress(self.round_recipe(current.budgets), out=round_dir, teacher=self.teacher,
+                              target=self.profile.name, resume=round_dir.exists(), device=self.entry.name,
+                              warm_start=previous if index > 1 else None)
+            current.predicted_ms = result.pruning.get("predicted_latency_ms")
+            current.test_acc, current.flops = result.student["test_acc"], result.student["flops"]
+            current.params, current.learn_steps = result.student["params"], result.phases["learn"].get("steps")
+            current.status = "compressed"
+            self.save()
+        if current.status == "compressed":
+            artifact = self._compile(round_dir / "model.pt", round_dir / "artifact")
+            current.artifact, current.status = str(artifact), "compiled"
+            self.save()
+        if current.status == "compiled":
+            self.measure(current, ref)
+        return current
+
+    def measure(self, current: TuneRound, ref: dict[str, Any]) -> None:
+        artifacts, roles = [Path(ref["dense_artifact"])], ["dense"]
+        measured_before = [r for r in self.state.rounds if r.status == "measured" and r.index < current.index]
+        if measured_before:
+            artifacts.append(Path(measured_before[-1].artifact))
+            roles.append("previous")
+        artifacts.append(Path(current.artifact))
+        roles.append("candidate")
+        results = self._bench(artifacts, roles, current.index,
+                              {"predicted_ms": current.predicted_ms, "compress_run": current.run_dir})
+        candidate, dense = results[-1], results[0]
+        current.measured_p50s, current.measured_p50_ms = candidate.p50s, candidate.p50_ms
+        current.dense_p50_ms = dense.p50_ms
+        current.previous_p50_ms = results[1].p50_ms if len(results) == 3 else None
+        current.target_ms = _target_ms(self.state.goal, current.dense_p50_ms)
+        current.met = current.measured_p50_ms <= current.target_ms
+        current.tuned, current.tune_trials = candidate.tuned, candidate.tune_trials
+        current.peak_rss_mb, current.energy_per_inference_mj = candidate.peak_rss_mb, candidate.energy_per_inference_mj
+        current.status = "measured"
+        self.save()
+        verdict = "meets" if current.met else "misses"
+        self.say(f"round {current.index}: predicted {current.predicted_ms:.4g} ms (model), measured p50 "
+                 f"{current.measured_p50_ms:.4g} ms vs dense {current.dense_p50_ms:.4g} ms: {verdict} the target "
+                 f"{current.target_ms:.4g} ms")
+
+
+def predicted_for(points: list[tuple[float, float]], share: float) -> float:
+    """The predicted latency at which the measured share of the dense p50 is ``share``: piecewise-linear through
+    the (predicted, measured share) points, ordered by measured share; extrapolated from the end segments."""
+    ordered = sorted(points, key=lambda point: point[1])
+    for (p0, m0), (p1, m1) in zip(ordered, ordered[1:], strict=False):
+        if share <= m1 or (p1, m1) == ordered[-1]:
+            return p0 if m1 == m0 else p0 + (share - m0) * (p1 - p0) / (m1 - m0)
+    return ordered[0][0]
+
+
+def _resolve_teacher(recipe: Recipe, teacher: str | Path | None, run_dir: Path, resume: bool) -> Path:
+    if teacher is not None:
+        return Path(teacher)
+    if recipe.teacher.checkpoint is not None:
+        return Path(recipe.teacher.checkpoint)
+    out = run_dir / "teacher"
+    if (out / "model.pt").is_file():
+        return out
+    return Path(train(recipe, out=out, resume=resume and out.exists()).run_dir)
+
+
+def _check_floor(state: TuneResult, ref: dict[str, Any]) -> None:
+    dense, floor = statistics.median(ref["dense_p50s"]), statistics.median(ref["floor_p50s"])
+    target = _target_ms(state.goal, dense)
+    if target < floor:
+        raise ConfigError(f"tune: target {target:.4g} ms is below the smallest network the recipe allows: it "
+                          f"measures {floor:.4g} ms on {state.device} (dense {dense:.4g} ms); widen the recipe's "
+                          "blocks or raise the target")
+    if target >= dense:
+        raise ConfigError(f"tune: the dense network already measures {dense:.4g} ms on {state.device}, within the "
+                          f"target {target:.4g} ms; nothing to prune")
+
+
+def _finish(state: TuneResult) -> None:
+    run_dir = Path(state.run_dir)
+    measured = [r for r in state.rounds if r.status == "measured"]
+    last = measured[-1]
+    round_dir = Path(last.run_dir)
+    for name in ("model.pt", "model.pt2", "arch.json"):
+        shutil.copy2(round_dir / name, run_dir / name)
+    final_artifact = run_dir / "artifact"
+    if final_artifact.exists():
+        shutil.rmtree(final_artifact)
+    shutil.copytree(last.artifact, final_artifact)
+    state.met, state.target_ms = last.met, last.target_ms
+    state.measured_p50_ms, state.dense_p50_ms = last.measured_p50_ms, last.dense_p50_ms
+    state.artifact, state.model = str(final_artifact), str(run_dir / "model.pt")
+    if last.met:
+        state.message = (f"met in {len(measured)} round(s): {last.measured_p50_ms:.4g} ms measured ≤ target "
+                         f"{last.target_ms:.4g} ms on {state.device}")
+    else:
+        missed = (last.measured_p50_ms / last.target_ms - 1) * 100
+        state.message = (f"missed after {len(measured)} round(s): {last.measured_p50_ms:.4g} ms measured vs target "
+                         f"{last.target_ms:.4g} ms on {state.device} ({missed:.1f}% over); run more rounds "
+                         "(--resume --max-rounds N) or lower the margin of error with more --repeats")
+
+
+def tune(recipe: Recipe, device: str, *, latency_ms: float | None = None, latency_ratio: float | None = None,
+         options: TuneOptions | None = None, teacher: str | Path | None = None, out: str | Path | None = None,
+         resume: bool = False, results: str | Path | None = None,
+         on_event: Callable[[str], None] | None = None) -> TuneResult:
+    """Tune ``recipe`` on ``device`` until its compact network measures within the target (module docstring).
+
+    Raises:
+        ConfigError: no target or two, no structure section, an emulated or unknown device, a target below the
+            floor the recipe allows or above the dense network. Everything compress, compile and bench raise.
+    """
+    options = options or TuneOptions()
+    if options.max_rounds < 1 or options.repeats < 1:
+        raise ConfigError("tune: --max-rounds and --repeats are at least 1")
+    if not -1 < options.margin < 1:
+        raise ConfigError(f"tune: margin={options.margin:g}: a share of the target between -1 and 1")
+    say = on_event or (lambda message: print(f"edgekd tune: {message}", file=sys.stderr))
+    goal = _goal(latency_ms, latency_ratio)
+    if recipe.structure is None:
+        raise ConfigError(f"{recipe.source}: structure: missing; tune needs a structure section (the blocks that "
+                          "may be pruned)")
+    entry, profile = latency_device(device)  # unknown or emulated: one line, before anything is written
+    recipe = on_target_grid(recipe, profile)
+    run_dir = resolve_run_dir(recipe, "tune", out, resume)
+    state_file = run_dir / TUNE_FILE
+    if resume and state_file.is_file():
+        state = _read_state(state_file)
+        if state.goal != goal:
+            raise ConfigError(f"tune --resume: {run_dir} tunes for {state.goal}, not {goal}; give the same target")
+    elif state_file.is_file():
+        raise ConfigError(f"tune: {run_dir} holds a tune already; continue it with --resume or give another --out")
+    else:
+        state = TuneResult(recipe=recipe.name, device=entry.name, target=profile.name, run_dir=str(run_dir), goal=goal,
+                           options={})
+    state.options = {k: v for k, v in asdict(options).items() if k != "profile"}  # this invocation's (--resume too)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_recipe(run_dir, recipe)
+    teacher_path = _resolve_teacher(recipe, teacher, run_dir, resume)
+    tuner = _Tuner(recipe, state, options, teacher_path, entry.name, say, ResultsStore(results))
+    tuner.save()
+    tuner.cost = ensure_latency_model(recipe, entry, options.profile, say)
+    ref = tuner.reference()
+    _check_floor(state, ref)
+    for index in range(1, options.max_rounds + 1):
+        kept = next((r for r in state.rounds if r.index == index and r.status == "measured"), None)
+        if (kept or tuner.run_round(index, ref)).met:
+            break
+    _finish(state)
+    tuner.save()
+    return state
