@@ -268,18 +268,19 @@ def bench_interleaved(conn, device: Device, artifacts: list[str | Path], options
                       ) -> list[list[BenchResult]]:
     """Bench several artifacts in ``rounds`` interleaved rounds (A B C, B C A, C A B, …): a slow spell of a shared
     board then falls on every artifact alike, so ratios between them hold even when absolute times drift.
-    Each round runs each artifact once (``options.repeat`` is ignored). Returns, per artifact, one
-    :class:`BenchResult` per round; ``on_result(artifact index, result)`` is told each as soon as it is measured."""
+    Each round runs each artifact once (``options.repeat`` is ignored), its ``options.baselines`` right after it.
+    Returns, per artifact, every result in order (TVM's and the baselines', told apart by ``runtime``);
+    ``on_result(artifact index, result)`` is told each as soon as it is measured."""
     options = dataclasses.replace(options or BenchOptions(), repeat=1)
     measured: list[list[BenchResult]] = [[] for _ in artifacts]
     for round_index in range(rounds):
         shift = round_index % len(artifacts)
         for index in [*range(shift, len(artifacts)), *range(shift)]:
-            result = bench(conn, device, artifacts[index], options)[0]  # TVM's own run (baselines follow it)
-            result.repeat_index = round_index
-            measured[index].append(result)
-            if on_result is not None:
-                on_result(index, result)
+            for result in bench(conn, device, artifacts[index], options):
+                result.repeat_index = round_index
+                measured[index].append(result)
+                if on_result is not None:
+                    on_result(index, result)
     return measured
 
 

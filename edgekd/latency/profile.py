@@ -384,6 +384,8 @@ class _Profiler:
 
             def keep(index: int, result) -> None:
                 nonlocal done
+                if result.runtime != "tvm":
+                    return
                 p50 = (result.timing_ms or {}).get("p50")
                 if not result.latency_valid or p50 is None:
                     raise DeviceError(f"latency profile on {self.device.name}: no valid latency for network "

@@ -139,7 +139,7 @@ def learn_and_prune(recipe: Recipe, student: nn.Module, teacher: nn.Module | Non
     pruned = prune_model(student, learner.graph, learner.final_masks(), ownership=learner.ownership)
     save_model(run_dir / "pruned" / "model.pt", pruned.model, model_arch(recipe.teacher.model, loaders),
                extra={"stage": "pruned"})
-    save_arch_spec(run_dir / "pruned" / "arch.json", pruned.spec)
+    save_arch_spec(run_dir / "pruned" / "arch.json", pruned.spec, recipe.structure.round_to)
     return StructureRun(learner, student, pruned, info)
 
 
@@ -198,7 +198,7 @@ def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path 
                extra={"stage": "compress", "arch": pruned.spec})
     # For inference without the builder's code (a user's net.py): the traced program of the same network.
     save_program(run_dir / "model.pt2", compact, model_arch(spec, loaders), extra={"stage": "compress"})
-    save_arch_spec(run_dir / "arch.json", pruned.spec)
+    save_arch_spec(run_dir / "arch.json", pruned.spec, recipe.structure.round_to)
     result = CompressResult(
         run_dir=str(run_dir), target=profile.name if profile is not None else None,
         teacher=_model_summary(dense, loaders),

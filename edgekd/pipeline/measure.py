@@ -40,8 +40,9 @@ def compile_for_board(model: str | Path, device: Device, profile: TargetProfile,
 
 def bench_tagged(device: Device, artifacts: list[Path], tags: list[dict[str, Any]], repeats: int,
                  options: BenchOptions, results: ResultsStore | None) -> list[list[BenchResult]]:
-    """The artifacts benched in ``repeats`` interleaved rounds on ``device``; each row is stored as soon as it is
-    measured, with the artifact's ``tags``. An emulated board is refused: its timings are not latency."""
+    """The artifacts benched in ``repeats`` interleaved rounds on ``device`` (with ``options.baselines`` after each);
+    each row is stored as soon as it is measured, with the artifact's ``tags``. An emulated board is refused: its
+    timings are not latency."""
 
     def keep(index: int, result: BenchResult) -> None:
         if not result.latency_valid:
@@ -77,7 +78,11 @@ def _median(values) -> float | None:
     return statistics.median(kept) if kept else None
 
 
-def summarize(results: list[BenchResult]) -> Measured:
+def summarize(results: list[BenchResult], runtime: str = "tvm") -> Measured:
+    """The medians of ``runtime``'s results among ``results`` (a bench also runs baselines after TVM)."""
+    results = [r for r in results if r.runtime == runtime]
+    if not results:
+        raise ValueError(f"no {runtime} measurement to summarise")
     first = results[0]
     p50s = [float(r.timing_ms["p50"]) for r in results]
     return Measured(device=first.device, target=first.target, artifact=first.artifact, p50_ms=statistics.median(p50s),

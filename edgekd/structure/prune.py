@@ -285,5 +285,6 @@ def arch_spec(pruned: nn.Module, graph: ChannelGraph, masks: list[torch.Tensor],
     return {"version": SPEC_VERSION, "layers": layers, "groups": groups}
 
 
-def save_arch_spec(path: str | Path, spec: dict[str, Any]) -> Path:
-    return atomic_write_json(path, spec)
+def save_arch_spec(path: str | Path, spec: dict[str, Any], channel_multiple: int | None = None) -> Path:
+    """Write ``arch.json``; ``channel_multiple``: the grid the widths were pruned on (the target's, or round_to)."""
+    return atomic_write_json(path, spec if channel_multiple is None else {**spec, "channel_multiple": channel_multiple})

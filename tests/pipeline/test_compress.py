@@ -60,6 +60,7 @@ def test_cli_compress_json_is_one_document(tiny_teacher, tmp_path, capsys):
     assert (tmp_path / "c" / "model.pt").is_file()
     # the target's channel multiple (8 lanes of AVX2) rounds the widths; without a board nothing is measured
     assert document["round_to"] == 8 and document["measured"] is None
+    assert json.loads((tmp_path / "c" / "arch.json").read_text())["channel_multiple"] == 8
     assert "widths rounded to multiples of 8; nothing was measured" in captured.err
     assert all(b["channels_after"] % 8 == 0 or b["channels_after"] == b["channels_before"]
                for b in document["blocks"])
