@@ -188,9 +188,7 @@ class BlockBudget(_Amounts):
     def _one_kind(self) -> BlockBudget:
         if self.frozen and self.amounts():
             raise ValueError(f"block {self.name!r}: a frozen block takes no budget")
-        if not self.frozen and not self.amounts():
-            raise ValueError(f"block {self.name!r}: give flops, params, latency, or frozen: true")
-        return self
+        return self  # a block without a budget is refused by StructureConfig unless latency_ms shares one out
 
 
 class GlobalBudget(_Amounts):
@@ -234,9 +232,17 @@ class StructureConfig(Strict):
             raise ValueError(f"duplicate block names: {', '.join(duplicates)}")
         if self.blocks and self.global_budget is not None:
             raise ValueError("give either per-block budgets (blocks) or a global budget, not both")
-        if self.latency_ms is not None and (self.blocks or self.global_budget is not None):
-            raise ValueError("latency_ms is the whole network's budget: give it without blocks or a global budget "
-                             "(per-block latency budgets: blocks[].latency)")
+        if self.latency_ms is not None and self.global_budget is not None:
+            raise ValueError("latency_ms is the whole network's budget: give it or a global budget, not both")
+        for block in self.blocks:
+            if block.frozen:
+                continue
+            if self.latency_ms is None and not block.amounts():
+                raise ValueError(f"block {block.name!r}: give flops, params, latency, or frozen: true (or "
+                                 "structure.latency_ms, shared out among the blocks)")
+            if self.latency_ms is not None and "latency" in block.amounts():
+                raise ValueError(f"block {block.name!r}: a latency budget beside structure.latency_ms; give the "
+                                 "network's (shared out among the blocks) or the blocks', not both")
         return self
 
 

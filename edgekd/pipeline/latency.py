@@ -15,6 +15,7 @@ from edgekd.config.target import TargetProfile, load_target
 from edgekd.data.loaders import build_loaders
 from edgekd.errors import ConfigError
 from edgekd.latency.cost import LatencyCost
+from edgekd.latency.design import masks_for
 from edgekd.latency.model import LatencyModel, NetworkKey
 from edgekd.latency.profile import ProfileOptions, profile_network, runtime_versions
 from edgekd.latency.store import (
@@ -26,11 +27,13 @@ from edgekd.latency.store import (
 )
 from edgekd.pipeline.train import build_model
 from edgekd.structure.budgets import requested_cost_kinds
-from edgekd.structure.groups import dense_masks, trace_groups
-from edgekd.structure.ownership import BlockOwnership
+from edgekd.structure.costs import block_costs
+from edgekd.structure.groups import ChannelGraph, dense_masks, trace_groups
+from edgekd.structure.ownership import BlockOwnership, assign_blocks
 
 __all__ = ["profile_recipe", "ensure_latency_model", "latency_device", "latency_grid", "recipe_network",
-           "latency_cost_for", "wants_latency", "resolve_latency_budget", "show_latency_model", "list_latency_models"]
+           "latency_cost_for", "wants_latency", "floor_widths", "share_latency", "resolve_latency_budget",
+           "show_latency_model", "list_latency_models"]
 
 
 def latency_grid(recipe: Recipe, profile: TargetProfile) -> int:
@@ -111,25 +114,55 @@ def latency_cost_for(recipe: Recipe, device: str | None, mode: str = "untuned") 
     return LatencyCost(model)
 
 
+def floor_widths(graph: ChannelGraph, ownership: BlockOwnership, grid: int) -> dict[int, int]:
+    """The smallest widths ``ownership`` allows on the channel grid: one grid step per group its blocks may prune."""
+    grid = max(1, grid)
+    return {g.id: min(grid, g.size) for g in graph.groups if g.prunable and ownership.learnable(g)}
+
+
+def share_latency(graph: ChannelGraph, cost: LatencyCost, ownership: BlockOwnership, blocks: list,
+                  network_ms: float, grid: int) -> dict[str, float]:
+    """Block → latency budget (ms) for a network predicted at ``network_ms``: every learnable block at one common
+    point ``s`` between its cost in the smallest network on the grid and in the dense one, ``s`` where the network
+    interpolates to ``network_ms``. Each budget is then reachable (it is never below the block's floor), and a
+    block whose channels the model prices high gives up as large a share of its span as any other."""
+    floor_masks = masks_for(graph, floor_widths(graph, ownership, grid))
+    dense = block_costs(graph, cost, dense_masks(graph), ownership)
+    floor = block_costs(graph, cost, floor_masks, ownership)
+    low, high = cost.network_ms(graph, floor_masks), cost.network_ms(graph, dense_masks(graph))
+    share = min(1.0, max(0.0, (network_ms - low) / max(high - low, 1e-12)))
+    learnable = {b.name for b in blocks if not b.frozen}
+    return {name: floor[name] * (1 + 1e-6) + share * (dense[name] - floor[name]) for name in dense if name in learnable}
+
+
 def resolve_latency_budget(recipe: Recipe, cost: LatencyCost) -> Recipe:
-    """``structure.latency_ms`` (the whole network's predicted latency) as a global latency budget of the network's
-    ops: X − β, checked against the dense network and the smallest reachable one (one line each)."""
+    """``structure.latency_ms`` (the whole network's predicted latency) as budgets of the network's ops, checked
+    against the dense network and the smallest the grid reaches (one line each): without blocks, a global latency
+    budget of X − β; with blocks, X shared out among them (:func:`share_latency`)."""
     structure = recipe.structure
     if structure is None or structure.latency_ms is None:
         return recipe
     model, input_shape, _key = recipe_network(recipe)
     graph = trace_groups(model, input_shape)
+    ownership = (assign_blocks(graph, structure.blocks, structure.default) if structure.blocks
+                 else BlockOwnership.free(graph))
     dense = cost.network_ms(graph, dense_masks(graph))
     beta = cost.model.calibration.beta_ms
     if structure.latency_ms > dense * (1 + 1e-9):
         raise ConfigError(f"{recipe.source}: structure.latency_ms={structure.latency_ms:g}: above the dense network's "
                           f"predicted {dense:.4g} ms on {cost.model.provenance.device}; nothing to prune")
-    smallest = cost.network_ms(graph, BlockOwnership.free(graph).minimal_masks(graph))
+    grid = structure.round_to
+    smallest = cost.network_ms(graph, masks_for(graph, floor_widths(graph, ownership, grid)))
     if structure.latency_ms < smallest:
+        scope = "its blocks at" if structure.blocks else "every group at"
         raise ConfigError(f"{recipe.source}: structure.latency_ms={structure.latency_ms:g}: unreachable; the smallest "
-                          f"this network can be is {smallest:.4g} ms on {cost.model.provenance.device} (one channel "
-                          f"per group, the runtime's {beta:.4g} ms included)")
-    resolved = recipe.model_copy(deep=True)
-    resolved.structure.latency_ms = None
-    resolved.structure.global_budget = GlobalBudget(latency_ms=structure.latency_ms - beta)
-    return resolved
+                          f"this network can be is {smallest:.4g} ms on {cost.model.provenance.device} ({scope} "
+                          f"{grid} channel(s), the runtime's {beta:.4g} ms included)")
+    if structure.blocks:
+        budgets = share_latency(graph, cost, ownership, structure.blocks, structure.latency_ms, grid)
+        blocks = [b if b.frozen else b.model_copy(update={"latency": None, "latency_ms": budgets[b.name]})
+                  for b in structure.blocks]
+        update = {"blocks": blocks, "latency_ms": None}
+    else:
+        update = {"latency_ms": None, "global_budget": GlobalBudget(latency_ms=structure.latency_ms - beta)}
+    return recipe.model_copy(update={"structure": structure.model_copy(update=update)})

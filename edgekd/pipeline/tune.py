@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.atomic import atomic_write_json
-from edgekd.config.recipe import BlockBudget, GlobalBudget, Recipe
+from edgekd.config.recipe import BlockBudget, Recipe
 from edgekd.data.loaders import build_loaders
 from edgekd.device.bench import BenchOptions
 from edgekd.errors import CheckpointError, ConfigError
@@ -52,11 +52,16 @@ from edgekd.latency.profile import ProfileOptions
 from edgekd.learn.runs import resolve_run_dir, write_recipe
 from edgekd.models.io import resolve_model_file, save_model
 from edgekd.pipeline.compress import compress, on_target_grid
-from edgekd.pipeline.latency import ensure_latency_model, latency_device, recipe_network
+from edgekd.pipeline.latency import (
+    ensure_latency_model,
+    floor_widths,
+    latency_device,
+    recipe_network,
+    share_latency,
+)
 from edgekd.pipeline.measure import Measured, bench_tagged, compile_for_board, summarize
 from edgekd.pipeline.train import load_teacher, model_arch, train
 from edgekd.results.store import ResultsStore
-from edgekd.structure.costs import block_costs
 from edgekd.structure.groups import ChannelGraph, dense_masks, trace_groups
 from edgekd.structure.ownership import BlockOwnership, assign_blocks
 from edgekd.structure.prune import prune_model
@@ -220,9 +225,7 @@ class _Tuner:
 
     # ------------------------------------------------------------------ reference: dense and floor
     def floor_widths(self) -> dict[int, int]:
-        """The smallest widths the recipe allows: one grid step per group its blocks may prune."""
-        grid = max(1, self.recipe.structure.round_to)
-        return {g.id: min(grid, g.size) for g in self.graph.groups if g.prunable and self.ownership.learnable(g)}
+        return floor_widths(self.graph, self.ownership, self.recipe.structure.round_to)
 
     def reference(self) -> dict[str, Any]:
         ref = self.state.reference
@@ -250,32 +253,20 @@ class _Tuner:
         return self.cost.network_ms(self.graph, masks)
 
     def budgets(self, ask_ms: float) -> dict[str, float]:
-        """Block → latency budget (ms) meeting ``ask_ms`` as predicted: every block at the same point ``s`` between
-        its cost in the floor network and in the dense one (see the module docstring); ``{"global": ms}`` for a
-        recipe without blocks."""
-        if not self.recipe.structure.blocks:
-            return {"global": max(ask_ms - self.cost.model.calibration.beta_ms, 1e-6)}
-        floor_masks = masks_for(self.graph, self.floor_widths())
-        dense = block_costs(self.graph, self.cost, dense_masks(self.graph), self.ownership)
-        floor = block_costs(self.graph, self.cost, floor_masks, self.ownership)
-        low, high = self.cost.network_ms(self.graph, floor_masks), self.predicted()
-        share = min(1.0, max(0.0, (ask_ms - low) / max(high - low, 1e-12)))
-        learnable = {b.name for b in self.recipe.structure.blocks if not b.frozen}
-        return {name: floor[name] * (1 + 1e-6) + share * (dense[name] - floor[name])
-                for name in dense if name in learnable}
+        """What compress will share ``ask_ms`` out as (:func:`~edgekd.pipeline.latency.share_latency`): block → ms;
+        ``{"global": ms}`` (β taken off) for a recipe without blocks."""
+        structure = self.recipe.structure
+        if not structure.blocks:
+            return {"global": ask_ms - self.cost.model.calibration.beta_ms}
+        return share_latency(self.graph, self.cost, self.ownership, structure.blocks, ask_ms, structure.round_to)
 
-    def round_recipe(self, budgets: dict[str, float]) -> Recipe:
-        recipe = self.recipe.model_copy(deep=True)
-        structure = recipe.structure
-        structure.latency_ms = None
-        structure.cost = "latency"
-        if "global" in budgets and not structure.blocks:
-            structure.global_budget = GlobalBudget(latency_ms=budgets["global"])
-        else:
-            structure.blocks = [b if b.frozen else BlockBudget(name=b.name, modules=b.modules,
-                                                               latency_ms=budgets[b.name])
-                                for b in structure.blocks]
-        return recipe
+    def round_recipe(self, ask_ms: float) -> Recipe:
+        """The recipe with its blocks' own budgets replaced by the network's latency ``ask_ms`` (compress shares it
+        out exactly as :meth:`budgets` records)."""
+        structure = self.recipe.structure
+        blocks = [b if b.frozen else BlockBudget(name=b.name, modules=b.modules) for b in structure.blocks]
+        update = {"blocks": blocks, "global_budget": None, "latency_ms": ask_ms, "cost": "latency"}
+        return self.recipe.model_copy(update={"structure": structure.model_copy(update=update)})
 
     def ask(self, ref: dict[str, Any]) -> float:
         """The predicted latency asked of the next round (module docstring), between the floor and the dense."""
@@ -307,7 +298,7 @@ class _Tuner:
             self.say(f"round {index}: ask {current.ask_ms:.4g} ms predicted; budgets "
                      + ", ".join(f"{k} {v:.4g} ms" for k, v in current.budgets.items()))
             previous = self.run_dir / f"round-{index - 1}" / "learn" / "checkpoint.pt"
-            result = compress(self.round_recipe(current.budgets), out=round_dir, teacher=self.teacher,
+            result = compress(self.round_recipe(current.ask_ms), out=round_dir, teacher=self.teacher,
                               target=self.profile.name, resume=round_dir.exists(), device=self.entry.name,
                               warm_start=previous if index > 1 else None)
             current.predicted_ms = result.pruning.get("predicted_latency_ms")

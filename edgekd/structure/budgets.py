@@ -51,11 +51,11 @@ def resolve_blocks(structure) -> list:
     """The recipe's blocks, or one block "global" over every module for a global budget."""
     from edgekd.config.recipe import BlockBudget
 
-    if structure.blocks:
-        return list(structure.blocks)
     if getattr(structure, "latency_ms", None) is not None and structure.global_budget is None:
         raise ConfigError("structure.latency_ms: the network's latency budget needs the latency model's β to become "
                           "a budget of the network's ops; resolve it first (edgekd.pipeline.compress does)")
+    if structure.blocks:
+        return list(structure.blocks)
     budget = structure.global_budget
     if budget is None or not budget.amounts():
         raise ConfigError("structure: give per-block budgets (structure.blocks) or a global budget "

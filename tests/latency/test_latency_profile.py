@@ -104,3 +104,57 @@ def test_compress_meets_a_network_latency_budget_as_predicted_and_the_board_agre
     # the median of three p50s: one run's p50 moves ±10% on a shared 2-core machine
     print(f"measured p50 {measured['p50_ms']:.4f} ms on this host")
     assert abs(measured["p50_ms"] - predicted) / predicted <= 0.30
+
+
+def _recipe_file(tmp_path, first_block: dict | None = None, **structure) -> str:
+    """The quickstart recipe with its blocks' own budgets dropped (``first_block`` fields set on the first) and
+    ``structure`` fields set, as a YAML file."""
+    import yaml
+
+    from edgekd.paths import shipped_dir
+
+    raw = yaml.safe_load((shipped_dir("recipes") / "quickstart.yaml").read_text())
+    for block in raw["structure"]["blocks"]:
+        block.pop("flops", None)
+    raw["structure"]["blocks"][0].update(first_block or {})
+    raw["structure"].update(structure)
+    path = tmp_path / "blocks-latency.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+def test_blocks_without_a_budget_need_the_network_latency_and_not_both(tmp_path, capsys):
+    _one_line(capsys, ["compress", "--recipe", _recipe_file(tmp_path)],
+              "give flops, params, latency, or frozen: true (or structure.latency_ms")
+    _one_line(capsys, ["compress", "--recipe", _recipe_file(tmp_path, {"latency": 0.5}, latency_ms=2.0)],
+              "a latency budget beside structure.latency_ms")
+
+
+@pytest.mark.slow
+def test_a_network_latency_budget_is_shared_out_among_the_recipe_blocks(tiny_latency, tiny_teacher, tmp_path,
+                                                                       capsys, monkeypatch):
+    from edgekd.latency.cost import LatencyCost
+    from edgekd.latency.design import masks_for
+    from edgekd.pipeline.latency import floor_widths, recipe_network
+    from edgekd.structure.groups import trace_groups
+    from edgekd.structure.ownership import assign_blocks
+
+    monkeypatch.setenv("EDGEKD_RESULTS", str(tmp_path / "results.jsonl"))
+    recipe = api.load_recipe("quickstart", overrides=[*TINY_OVERRIDES, *GRID])
+    model, shape, _key = recipe_network(recipe)
+    graph = trace_groups(model, shape)
+    ownership = assign_blocks(graph, recipe.structure.blocks, recipe.structure.default)
+    floor = LatencyCost(tiny_latency).network_ms(graph, masks_for(graph, floor_widths(graph, ownership, 8)))
+    network_ms = round((floor + tiny_latency.dense_ms) / 2, 4)  # halfway between what the blocks allow
+    code, out, err = _cli(capsys, [
+        "compress", "--recipe", _recipe_file(tmp_path, latency_ms=network_ms), "--device", "local", "--teacher",
+        str(tiny_teacher), "--json", "--out", str(tmp_path / "run"), *[f"--set={o}" for o in [*TINY_OVERRIDES, *GRID]]])
+    assert code == 0, err
+    report = json.loads(out)
+    budgets = {b["name"]: b["budget"] for b in report["blocks"]}
+    assert set(budgets) >= {"stage3", "stage4", "stage6"}
+    assert all(budgets[name].get("latency", 0) > 0 for name in ("stage3", "stage4", "stage6")), budgets
+    predicted = report["pruning"]["predicted_latency_ms"]
+    print(f"network budget {network_ms} ms (floor {floor:.4f}, dense {tiny_latency.dense_ms:.4f}), predicted "
+          f"{predicted:.4f} ms")
+    assert floor <= predicted <= network_ms * 1.05
