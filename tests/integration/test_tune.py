@@ -73,7 +73,8 @@ def test_tune_meets_a_latency_ratio_measured_on_a_loopback_board(board, tiny_tea
     rows = [r for r in ResultsStore().rows() if r.get("tune_run") == str(run)]
     for index, tuned in enumerate(doc["rounds"], start=1):
         assert tuned["budgets"] and tuned["predicted_ms"] > 0 and tuned["measured_p50_ms"] > 0
-        assert tuned["tuned"] and tuned["tune_trials"] > 0 and len(tuned["measured_p50s"]) == 3
+        # tuned: with this compile's trials, or every task's records reused from the database (then 0 new trials)
+        assert tuned["tuned"] and tuned["tune_trials"] >= 0 and len(tuned["measured_p50s"]) == 3
         candidates = [r for r in rows if r["tune_round"] == index and r["tune_role"] == "candidate"]
         assert len(candidates) == 3 and {r["predicted_ms"] for r in candidates} == {tuned["predicted_ms"]}
         assert sorted(r["latency_ms_p50"] for r in candidates) == sorted(tuned["measured_p50s"])
