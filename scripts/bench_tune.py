@@ -104,13 +104,13 @@ from edgekd.models.counting import count_model  # noqa: E402
 from edgekd.models.io import ModelArch, for_inference, load_model, save_model  # noqa: E402
 from edgekd.paths import cache_dir  # noqa: E402
 from edgekd.pipeline.compress import finetune  # noqa: E402
-from edgekd.pipeline.latency import ensure_latency_model, latency_device  # noqa: E402
+from edgekd.pipeline.latency import ensure_latency_model, floor_widths, latency_device  # noqa: E402
 from edgekd.pipeline.measure import bench_tagged, compile_for_board, summarize  # noqa: E402
 from edgekd.pipeline.train import model_arch, objective_for  # noqa: E402
 from edgekd.pipeline.tune import TUNE_FILE, TuneResult  # noqa: E402
 from edgekd.results.markdown import write_section  # noqa: E402
 from edgekd.results.store import ResultsStore  # noqa: E402
-from edgekd.structure.groups import ChannelGraph, dense_masks, trace_groups  # noqa: E402
+from edgekd.structure.groups import dense_masks, trace_groups  # noqa: E402
 from edgekd.structure.ownership import BlockOwnership  # noqa: E402
 from edgekd.structure.prune import prune_model  # noqa: E402
 
@@ -224,17 +224,12 @@ def predicted_ms(ctx: Bench, model: nn.Module) -> float:
     return ctx.cost.network_ms(graph, dense_masks(graph))
 
 
-def floor_widths(graph: ChannelGraph) -> dict[int, int]:
-    """``edgekd tune``'s floor for a recipe without blocks: one grid step per group the free ownership may prune."""
-    ownership = BlockOwnership.free(graph)
-    return {g.id: min(GRID, g.size) for g in graph.groups if ownership.learnable(g)}
-
-
 def floor_model(ctx: Bench, path: Path) -> Path:
     if not path.is_file():
         teacher = copy.deepcopy(ctx.teacher).eval()
         graph = trace_groups(teacher, ctx.loaders.input_shape)
-        pruned = prune_model(teacher, graph, masks_for(graph, floor_widths(graph))).model
+        floor = floor_widths(graph, BlockOwnership.free(graph), GRID)  # edgekd tune's, for a recipe without blocks
+        pruned = prune_model(teacher, graph, masks_for(graph, floor)).model
         save_model(path, pruned, ctx.arch, extra={"stage": "floor"})
     return path
 

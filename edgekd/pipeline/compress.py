@@ -42,7 +42,7 @@ from edgekd.models.counting import count_model
 from edgekd.models.io import for_inference, load_model, save_model, save_program
 from edgekd.pipeline.latency import latency_cost_for, resolve_latency_budget, wants_latency
 from edgekd.pipeline.measure import bench_tagged, compile_for_board, summarize
-from edgekd.pipeline.train import build_model, load_teacher, model_arch, objective_for, train
+from edgekd.pipeline.train import build_model, load_teacher, model_arch, objective_for, teacher_source
 from edgekd.results.store import ResultsStore
 from edgekd.structure.budgets import check_cost_models
 from edgekd.structure.costs import CostModel, FlopCost, ParamCost, network_cost
@@ -149,14 +149,6 @@ def _model_summary(model: nn.Module, loaders: Loaders, device: torch.device | No
     return {"test_acc": acc, "flops": count.flops, "params": count.params, "weight_params": count.weight_params}
 
 
-def _teacher(recipe: Recipe, teacher: str | Path | None, run_dir: Path, resume: bool, loaders: Loaders
-             ) -> nn.Module:
-    if teacher is None and recipe.teacher.checkpoint is None:
-        trained = train(recipe, out=run_dir / "teacher", resume=resume and (run_dir / "teacher").exists())
-        teacher = trained.run_dir
-    return load_teacher(recipe, teacher, loaders).model
-
-
 def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path | None = None,
              target: str | None = None, resume: bool = False, device: str | None = None,
              warm_start: str | Path | None = None, measure: MeasureOptions | None = None) -> CompressResult:
@@ -174,18 +166,18 @@ def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path 
                           "(blocks with budgets, or a global budget)")
     entry, profile = _board_and_target(target, device, measure is not None)
     recipe = on_target_grid(recipe, profile)
+    loaders = build_loaders(recipe.data, recipe.seed)  # uses no global RNG: seeding comes before the teacher
     latency = None
     if wants_latency(recipe):
-        latency = latency_cost_for(recipe, device)
-        recipe = resolve_latency_budget(recipe, latency)
+        latency = latency_cost_for(recipe, device, loaders=loaders)
+        recipe = resolve_latency_budget(recipe, latency, loaders)
     cost_models = structure_cost_models(recipe, latency)
     check_cost_models(recipe.structure, cost_models, recipe.source)  # before any run directory or training
     run_dir = resolve_run_dir(recipe, "compress", out, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_recipe(run_dir, recipe)
     seed_everything(recipe.seed)
-    loaders = build_loaders(recipe.data, recipe.seed)
-    dense = _teacher(recipe, teacher, run_dir, resume, loaders).eval()
+    dense = load_teacher(recipe, teacher_source(recipe, teacher, run_dir, resume), loaders).model.eval()
     spec = recipe.teacher.model
     student = build_model(spec, loaders)
     # the student starts as the dense teacher, or where an earlier structure learning stopped

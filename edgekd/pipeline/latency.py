@@ -12,7 +12,7 @@ from __future__ import annotations
 from edgekd.config.devices import Device, DeviceStore
 from edgekd.config.recipe import GlobalBudget, Recipe
 from edgekd.config.target import TargetProfile, load_target
-from edgekd.data.loaders import build_loaders
+from edgekd.data.loaders import Loaders, build_loaders
 from edgekd.errors import ConfigError
 from edgekd.latency.cost import LatencyCost
 from edgekd.latency.design import masks_for
@@ -29,11 +29,11 @@ from edgekd.pipeline.train import build_model
 from edgekd.structure.budgets import requested_cost_kinds
 from edgekd.structure.costs import block_costs
 from edgekd.structure.groups import ChannelGraph, dense_masks, trace_groups
-from edgekd.structure.ownership import BlockOwnership, assign_blocks
+from edgekd.structure.ownership import BlockOwnership, recipe_ownership
 
-__all__ = ["profile_recipe", "ensure_latency_model", "latency_device", "latency_grid", "recipe_network",
-           "latency_cost_for", "wants_latency", "floor_widths", "share_latency", "resolve_latency_budget",
-           "show_latency_model", "list_latency_models"]
+__all__ = ["profile_recipe", "ensure_latency_model", "latency_device", "latency_grid", "network_key",
+           "recipe_network", "latency_cost_for", "wants_latency", "floor_widths", "share_latency", "latency_budgets",
+           "resolve_latency_budget", "show_latency_model", "list_latency_models"]
 
 
 def latency_grid(recipe: Recipe, profile: TargetProfile) -> int:
@@ -42,14 +42,20 @@ def latency_grid(recipe: Recipe, profile: TargetProfile) -> int:
     return round_to if round_to > 1 else (profile.channel_multiple or 8)
 
 
-def recipe_network(recipe: Recipe):
-    """The recipe's dense network (fresh weights: latency does not depend on them), its input shape and key."""
-    loaders = build_loaders(recipe.data, recipe.seed)
+def network_key(recipe: Recipe, loaders: Loaders | None = None) -> NetworkKey:
+    """What the recipe's latency model is saved under: its teacher network at the data's classes and input size
+    (``loaders``: the recipe's, when the caller has them; built otherwise)."""
+    loaders = loaders or build_loaders(recipe.data, recipe.seed)
     spec = recipe.teacher.model
-    model = build_model(spec, loaders).eval()
-    key = NetworkKey(name=spec.name, kwargs={**spec.kwargs, "num_classes": loaders.num_classes},
-                     input_shape=list(loaders.input_shape), recipe=recipe.name)
-    return model, tuple(loaders.input_shape), key
+    return NetworkKey(name=spec.name, kwargs={**spec.kwargs, "num_classes": loaders.num_classes},
+                      input_shape=list(loaders.input_shape), recipe=recipe.name)
+
+
+def recipe_network(recipe: Recipe, loaders: Loaders | None = None):
+    """The recipe's dense network (fresh weights: latency does not depend on them), its input shape and key."""
+    loaders = loaders or build_loaders(recipe.data, recipe.seed)
+    model = build_model(recipe.teacher.model, loaders).eval()
+    return model, tuple(loaders.input_shape), network_key(recipe, loaders)
 
 
 def latency_device(device: str | Device) -> tuple[Device, TargetProfile]:
@@ -74,11 +80,11 @@ def profile_recipe(recipe: Recipe, device: str | Device, options: ProfileOptions
 
 
 def ensure_latency_model(recipe: Recipe, device: str | Device, options: ProfileOptions | None = None,
-                         say=None) -> LatencyCost:
+                         say=None, loaders: Loaders | None = None) -> LatencyCost:
     """The latency cost of ``recipe``'s network on ``device``, profiled first (with ``options``) when the saved
     model is missing or stale; ``say`` is told why a profile runs."""
     entry, _profile = latency_device(device)
-    _model, _shape, key = recipe_network(recipe)
+    key = network_key(recipe, loaders)
     found = find_latency_model(entry.name, key)
     why = "none yet" if found is None else staleness(found, runtime_versions())
     if why is not None:
@@ -89,7 +95,7 @@ def ensure_latency_model(recipe: Recipe, device: str | Device, options: ProfileO
 
 
 def show_latency_model(recipe: Recipe, device: str, mode: str = "untuned") -> LatencyModel:
-    _model, _shape, key = recipe_network(recipe)
+    key = network_key(recipe)
     found = find_latency_model(device, key, mode)
     if found is None:
         raise ConfigError(f"no {mode} latency model of {key.name} ({recipe.name}) on device {device}; measure one "
@@ -101,7 +107,8 @@ def wants_latency(recipe: Recipe) -> bool:
     return recipe.structure is not None and "latency" in requested_cost_kinds(recipe.structure)
 
 
-def latency_cost_for(recipe: Recipe, device: str | None, mode: str = "untuned") -> LatencyCost:
+def latency_cost_for(recipe: Recipe, device: str | None, mode: str = "untuned",
+                     loaders: Loaders | None = None) -> LatencyCost:
     """The latency cost of ``recipe``'s network on ``device`` (one-line ConfigError when it cannot be had)."""
     field = requested_cost_kinds(recipe.structure).get("latency", "structure.cost")
     if device is None:
@@ -109,8 +116,7 @@ def latency_cost_for(recipe: Recipe, device: str | None, mode: str = "untuned") 
                           "(compress --device D; profile it first with `edgekd latency profile --device D "
                           f"--recipe {recipe.name}`)")
     entry, _profile = latency_device(device)
-    _model, _shape, key = recipe_network(recipe)
-    model = load_latency_model(entry.name, key, mode, runtime=runtime_versions())
+    model = load_latency_model(entry.name, network_key(recipe, loaders), mode, runtime=runtime_versions())
     return LatencyCost(model)
 
 
@@ -135,17 +141,25 @@ def share_latency(graph: ChannelGraph, cost: LatencyCost, ownership: BlockOwners
     return {name: floor[name] * (1 + 1e-6) + share * (dense[name] - floor[name]) for name in dense if name in learnable}
 
 
-def resolve_latency_budget(recipe: Recipe, cost: LatencyCost) -> Recipe:
+def latency_budgets(graph: ChannelGraph, cost: LatencyCost, ownership: BlockOwnership, blocks: list,
+                    network_ms: float, grid: int) -> dict[str, float]:
+    """A network predicted at ``network_ms`` as budgets of its ops: with ``blocks``, block → ms
+    (:func:`share_latency`); without, ``{"global": network_ms − β}`` (β: the runtime's fixed cost, no op's)."""
+    if blocks:
+        return share_latency(graph, cost, ownership, blocks, network_ms, grid)
+    return {"global": network_ms - cost.model.calibration.beta_ms}
+
+
+def resolve_latency_budget(recipe: Recipe, cost: LatencyCost, loaders: Loaders | None = None) -> Recipe:
     """``structure.latency_ms`` (the whole network's predicted latency) as budgets of the network's ops, checked
-    against the dense network and the smallest the grid reaches (one line each): without blocks, a global latency
-    budget of X − β; with blocks, X shared out among them (:func:`share_latency`)."""
+    against the dense network and the smallest the grid reaches (one line each): :func:`latency_budgets` as the
+    blocks' budgets, or as a global latency budget without blocks."""
     structure = recipe.structure
     if structure is None or structure.latency_ms is None:
         return recipe
-    model, input_shape, _key = recipe_network(recipe)
+    model, input_shape, _key = recipe_network(recipe, loaders)
     graph = trace_groups(model, input_shape)
-    ownership = (assign_blocks(graph, structure.blocks, structure.default) if structure.blocks
-                 else BlockOwnership.free(graph))
+    ownership = recipe_ownership(graph, structure)
     dense = cost.network_ms(graph, dense_masks(graph))
     beta = cost.model.calibration.beta_ms
     if structure.latency_ms > dense * (1 + 1e-9):
@@ -158,11 +172,11 @@ def resolve_latency_budget(recipe: Recipe, cost: LatencyCost) -> Recipe:
         raise ConfigError(f"{recipe.source}: structure.latency_ms={structure.latency_ms:g}: unreachable; the smallest "
                           f"this network can be is {smallest:.4g} ms on {cost.model.provenance.device} ({scope} "
                           f"{grid} channel(s), the runtime's {beta:.4g} ms included)")
+    budgets = latency_budgets(graph, cost, ownership, structure.blocks, structure.latency_ms, grid)
     if structure.blocks:
-        budgets = share_latency(graph, cost, ownership, structure.blocks, structure.latency_ms, grid)
         blocks = [b if b.frozen else b.model_copy(update={"latency": None, "latency_ms": budgets[b.name]})
                   for b in structure.blocks]
         update = {"blocks": blocks, "latency_ms": None}
     else:
-        update = {"latency_ms": None, "global_budget": GlobalBudget(latency_ms=structure.latency_ms - beta)}
+        update = {"latency_ms": None, "global_budget": GlobalBudget(latency_ms=budgets["global"])}
     return recipe.model_copy(update={"structure": structure.model_copy(update=update)})

@@ -25,8 +25,8 @@ from edgekd.models.counting import count_model
 from edgekd.models.io import LoadedModel, ModelArch, for_inference, load_model, resolve_model_file, save_model
 from edgekd.models.weights import is_edgekd_payload, load_weights, read_weight_file, state_dict_of
 
-__all__ = ["RunResult", "train", "distill", "load_teacher", "build_model", "build_student", "check_head",
-           "model_arch", "objective_for"]
+__all__ = ["RunResult", "train", "distill", "teacher_source", "load_teacher", "build_model", "build_student",
+           "check_head", "model_arch", "objective_for"]
 
 
 @dataclass
@@ -80,6 +80,20 @@ def distill(recipe: Recipe, teacher: str | Path | None = None, out: str | Path |
     teacher_count = count_model(dense.model, loaders.input_shape)
     teacher_info.update(flops=teacher_count.flops, params=teacher_count.params)
     return _finish(run_dir, "distill", student_spec, trainer.model, loaders, result, teacher_info)
+
+
+def teacher_source(recipe: Recipe, teacher: str | Path | None, run_dir: Path, resume: bool) -> Path:
+    """Where a pipeline's dense teacher comes from: ``teacher`` (a run directory or weights file), else the recipe's
+    ``teacher.checkpoint``, else one trained here into ``RUN/teacher`` (a finished one there is reused, an
+    unfinished one resumes with ``resume``)."""
+    if teacher is not None:
+        return Path(teacher)
+    if recipe.teacher.checkpoint is not None:
+        return Path(recipe.teacher.checkpoint)
+    out = run_dir / "teacher"
+    if (out / "model.pt").is_file():
+        return out
+    return Path(train(recipe, out=out, resume=resume and out.exists()).run_dir)
 
 
 def load_teacher(recipe: Recipe, teacher: str | Path | None = None, loaders: Loaders | None = None) -> LoadedModel:

@@ -5,7 +5,7 @@ Input: a recipe (its blocks say what may be pruned; their own budgets are replac
 (its target is the compile target), the target and :class:`TuneOptions`. Output: a run directory
 
     RUN/teacher/             the dense teacher (only when it had to be trained here)
-    RUN/reference/dense/     the dense network's artifact
+    RUN/reference/dense/     the dense network (model.pt, also from a user's plain weights + artifact/)
     RUN/reference/floor/     the smallest network the recipe allows (model.pt + artifact/): a target must clear it
     RUN/round-K/             round K's compress run (learn/, pruned/, finetune/, model.pt, report.json), artifact/
     RUN/model.pt, model.pt2, arch.json, artifact/   the last round's network, copied up
@@ -50,20 +50,20 @@ from edgekd.latency.cost import LatencyCost
 from edgekd.latency.design import masks_for
 from edgekd.latency.profile import ProfileOptions
 from edgekd.learn.runs import resolve_run_dir, write_recipe
-from edgekd.models.io import resolve_model_file, save_model
+from edgekd.models.io import save_model
 from edgekd.pipeline.compress import compress, on_target_grid
 from edgekd.pipeline.latency import (
     ensure_latency_model,
     floor_widths,
+    latency_budgets,
     latency_device,
     recipe_network,
-    share_latency,
 )
 from edgekd.pipeline.measure import Measured, bench_tagged, compile_for_board, summarize
-from edgekd.pipeline.train import load_teacher, model_arch, train
+from edgekd.pipeline.train import load_teacher, model_arch, teacher_source
 from edgekd.results.store import ResultsStore
 from edgekd.structure.groups import ChannelGraph, dense_masks, trace_groups
-from edgekd.structure.ownership import BlockOwnership, assign_blocks
+from edgekd.structure.ownership import recipe_ownership
 from edgekd.structure.prune import prune_model
 
 __all__ = ["TuneOptions", "TuneRound", "TuneResult", "tune", "TUNE_FILE", "SCHEMA_VERSION"]
@@ -193,9 +193,10 @@ class _Tuner:
         self.say, self.results = say, results
         self.entry, self.profile = latency_device(device)
         self.run_dir = Path(state.run_dir)
-        self.model, self.input_shape, _key = recipe_network(recipe)
+        self.loaders = build_loaders(recipe.data, recipe.seed)  # once: every network here is sized by them
+        self.model, self.input_shape, _key = recipe_network(recipe, self.loaders)
         self.graph: ChannelGraph = trace_groups(self.model, self.input_shape)
-        self.ownership = self._ownership()
+        self.ownership = recipe_ownership(self.graph, recipe.structure)  # without blocks: every group is tune's
         self.cost: LatencyCost | None = None
 
     # ------------------------------------------------------------------ persistence
@@ -203,13 +204,6 @@ class _Tuner:
         atomic_write_json(self.run_dir / TUNE_FILE, self.state.to_dict())
 
     # ------------------------------------------------------------------ networks and artifacts
-    def _ownership(self) -> BlockOwnership:
-        """What the recipe lets tune prune: its blocks (and its default for the rest); without blocks, everything."""
-        structure = self.recipe.structure
-        if structure.blocks:
-            return assign_blocks(self.graph, structure.blocks, structure.default)
-        return BlockOwnership.free(self.graph)
-
     def _compile(self, model: Path, out: Path) -> Path:
         return compile_for_board(model, self.entry, self.profile, out, self.options.tune_trials, self.say)
 
@@ -232,14 +226,10 @@ class _Tuner:
         if ref.get("dense_p50s"):
             return ref
         root = self.run_dir / "reference"
-        dense = self._compile(resolve_model_file(self.teacher), root / "dense")
-        floor_model = root / "floor" / "model.pt"
-        if not floor_model.is_file():
-            teacher = load_teacher(self.recipe, self.teacher).model
-            masks = masks_for(self.graph, self.floor_widths())
-            pruned = prune_model(teacher, trace_groups(teacher, self.input_shape), masks).model
-            loaders = build_loaders(self.recipe.data, self.recipe.seed)
-            save_model(floor_model, pruned, model_arch(self.recipe.teacher.model, loaders), extra={"stage": "floor"})
+        dense_model, floor_model = root / "dense" / "model.pt", root / "floor" / "model.pt"
+        if not (dense_model.is_file() and floor_model.is_file()):
+            self._write_reference(dense_model, floor_model)
+        dense = self._compile(dense_model, root / "dense" / "artifact")
         floor = self._compile(floor_model, root / "floor" / "artifact")
         measured = self._bench([dense, floor], ["dense", "floor"], 0)
         ref.update(dense_artifact=str(dense), floor_artifact=str(floor), dense_p50s=measured[0].p50s,
@@ -247,18 +237,25 @@ class _Tuner:
         self.save()
         return ref
 
+    def _write_reference(self, dense_file: Path, floor_file: Path) -> None:
+        """The teacher as edgekd's model.pt (a user's plain weights compile too) and the floor network pruned
+        from it: every prunable group of the recipe at one grid step."""
+        teacher = load_teacher(self.recipe, self.teacher, self.loaders)
+        save_model(dense_file, teacher.model, teacher.arch, extra={"stage": "dense"})
+        masks = masks_for(self.graph, self.floor_widths())
+        pruned = prune_model(teacher.model, trace_groups(teacher.model, self.input_shape), masks).model
+        save_model(floor_file, pruned, model_arch(self.recipe.teacher.model, self.loaders), extra={"stage": "floor"})
+
     # ------------------------------------------------------------------ budgets
     def predicted(self, widths: dict[int, int] | None = None) -> float:
         masks = dense_masks(self.graph) if widths is None else masks_for(self.graph, widths)
         return self.cost.network_ms(self.graph, masks)
 
     def budgets(self, ask_ms: float) -> dict[str, float]:
-        """What compress will share ``ask_ms`` out as (:func:`~edgekd.pipeline.latency.share_latency`): block → ms;
-        ``{"global": ms}`` (β taken off) for a recipe without blocks."""
+        """What compress will make of ``ask_ms`` (:func:`~edgekd.pipeline.latency.latency_budgets`): block → ms, or
+        ``{"global": ms}`` for a recipe without blocks."""
         structure = self.recipe.structure
-        if not structure.blocks:
-            return {"global": ask_ms - self.cost.model.calibration.beta_ms}
-        return share_latency(self.graph, self.cost, self.ownership, structure.blocks, ask_ms, structure.round_to)
+        return latency_budgets(self.graph, self.cost, self.ownership, structure.blocks, ask_ms, structure.round_to)
 
     def round_recipe(self, ask_ms: float) -> Recipe:
         """The recipe with its blocks' own budgets replaced by the network's latency ``ask_ms`` (compress shares it
@@ -350,17 +347,6 @@ def predicted_for(points: list[tuple[float, float]], share: float) -> float:
     return ordered[0][0]
 
 
-def _resolve_teacher(recipe: Recipe, teacher: str | Path | None, run_dir: Path, resume: bool) -> Path:
-    if teacher is not None:
-        return Path(teacher)
-    if recipe.teacher.checkpoint is not None:
-        return Path(recipe.teacher.checkpoint)
-    out = run_dir / "teacher"
-    if (out / "model.pt").is_file():
-        return out
-    return Path(train(recipe, out=out, resume=resume and out.exists()).run_dir)
-
-
 def _check_floor(state: TuneResult, ref: dict[str, Any]) -> None:
     dense, floor = statistics.median(ref["dense_p50s"]), statistics.median(ref["floor_p50s"])
     target = _target_ms(state.goal, dense)
@@ -433,10 +419,10 @@ def tune(recipe: Recipe, device: str, *, latency_ms: float | None = None, latenc
     state.options = {k: v for k, v in asdict(options).items() if k != "profile"}  # this invocation's (--resume too)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_recipe(run_dir, recipe)
-    teacher_path = _resolve_teacher(recipe, teacher, run_dir, resume)
+    teacher_path = teacher_source(recipe, teacher, run_dir, resume)
     tuner = _Tuner(recipe, state, options, teacher_path, entry.name, say, ResultsStore(results))
     tuner.save()
-    tuner.cost = ensure_latency_model(recipe, entry, options.profile, say)
+    tuner.cost = ensure_latency_model(recipe, entry, options.profile, say, tuner.loaders)
     ref = tuner.reference()
     _check_floor(state, ref)
     for index in range(1, options.max_rounds + 1):

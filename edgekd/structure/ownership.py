@@ -23,7 +23,7 @@ import torch
 from edgekd.errors import ConfigError
 from edgekd.structure.groups import ChannelGraph, ChannelGroup, OpInfo
 
-__all__ = ["BlockOwnership", "assign_blocks", "matches", "DEFAULT_BLOCK"]
+__all__ = ["BlockOwnership", "assign_blocks", "recipe_ownership", "matches", "DEFAULT_BLOCK"]
 
 DEFAULT_BLOCK = "(default)"  # pseudo-block for uncovered groups when structure.default is "free"
 
@@ -124,3 +124,11 @@ def assign_blocks(graph: ChannelGraph, blocks: Sequence, default: str = "frozen"
         if op_block[op.name] is not None:
             charged.setdefault(op_block[op.name], []).append(op.name)
     return BlockOwnership(tuple(group_block), frozenset(frozen), op_block, charged)
+
+
+def recipe_ownership(graph: ChannelGraph, structure) -> BlockOwnership:
+    """What a recipe's ``structure`` lets learning prune: its blocks (the groups no block covers by its
+    ``default``); without blocks, every prunable group (a global budget owns them all)."""
+    if structure.blocks:
+        return assign_blocks(graph, structure.blocks, structure.default)
+    return BlockOwnership.free(graph)

@@ -16,12 +16,14 @@ import uuid
 from pathlib import Path
 
 import pytest
+import torch
 from support import TINY_LATENCY_GRID, TINY_OVERRIDES, tiny_profile_options
 
 from edgekd import api
 from edgekd.cli import main
 from edgekd.config.devices import DeviceStore
 from edgekd.latency.store import model_path
+from edgekd.models.io import load_model
 from edgekd.results.store import ResultsStore
 
 # Every group prunable: the quickstart's three blocks alone cannot reach 0.7x of a tuned dense network
@@ -128,9 +130,14 @@ def test_a_tune_killed_in_round_two_resumes_keeping_round_one(tiny_latency, tiny
 
 @pytest.mark.slow
 def test_a_target_below_the_measured_floor_is_one_line(tiny_latency, tiny_teacher, tmp_path, capsys):
-    _one_line(capsys, ["tune", "--recipe", "quickstart", "--device", "local", "--latency-ratio", "0.05", *FAST,
-                       "--teacher", str(tiny_teacher), "--out", str(tmp_path / "run"), *SETS],
+    # the teacher as a user has it: a plain state_dict (tune writes the dense reference as edgekd's model.pt)
+    weights = tmp_path / "weights.pt"
+    torch.save(load_model(tiny_teacher).model.state_dict(), weights)
+    run = tmp_path / "run"
+    _one_line(capsys, ["tune", "--recipe", "quickstart", "--device", "local", "--latency-ratio", "0.05", *UNTUNED,
+                       "--teacher", str(weights), "--out", str(run), *SETS],
               "below the smallest network the recipe allows: it measures")
+    assert load_model(run / "reference" / "dense" / "model.pt").arch.name == "mobilenetv2_cifar"
 
 
 def test_bad_targets_and_boards_are_one_line(capsys, tmp_path):

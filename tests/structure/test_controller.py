@@ -4,7 +4,6 @@ controller (never written on the shared graph), the λ policy, reporting, and re
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import pytest
 import torch
@@ -40,19 +39,16 @@ def test_cli_refuses_latency_without_a_measured_model_before_training(monkeypatc
 
     monkeypatch.chdir(tmp_path)  # a run directory would appear under ./runs
     monkeypatch.setenv("EDGEKD_PROGRESS", "0")
-    monkeypatch.setattr("edgekd.pipeline.compress.build_loaders", no_training)
+    monkeypatch.setattr("edgekd.pipeline.compress.teacher_source", no_training)
     monkeypatch.setattr("edgekd.learn.engine.Trainer.fit", no_training)
-    started = time.perf_counter()
     code = main(["compress", "--recipe", "quickstart", "--set", "structure.cost=latency"])
-    elapsed = time.perf_counter() - started
     err = capsys.readouterr().err.strip()
     assert code == 2, err
     assert len(err.splitlines()) == 1, err
     assert err.startswith("edgekd: error: ")
     for fragment in ("quickstart.yaml", "structure.cost", "latency", "compress --device D", "edgekd latency profile"):
         assert fragment in err, (fragment, err)
-    assert not (tmp_path / "runs").exists()
-    assert elapsed < 10, elapsed  # refused up front, not after a teacher
+    assert not (tmp_path / "runs").exists()  # refused up front, before a run directory or a teacher
 
 
 def test_a_budget_kind_with_no_model_is_refused_naming_its_field(mbv2_graph):
