@@ -59,6 +59,7 @@ def board(make_device, sshd):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # a profile over SSH, then up to two tuned rounds
 def test_tune_meets_a_latency_ratio_measured_on_a_loopback_board(board, tiny_teacher, tmp_path, capsys):
     run = tmp_path / "run"
     # A wider margin: one trial per task gives each new network's kernels a random schedule (a round lands ±20%)
@@ -91,6 +92,7 @@ def _hashes(directory: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # two tunes; the session's tiny teacher and profile may be set up first
 def test_a_tune_killed_in_round_two_resumes_keeping_round_one(tiny_latency, tiny_teacher, tmp_path, capsys):
     run, results = tmp_path / "run", Path(os.environ["EDGEKD_RESULTS"])
     # A negative margin (API only) makes every round aim above the target: round 1 misses, round 2 must run.
