@@ -60,7 +60,7 @@ from edgekd.pipeline.latency import (
     recipe_network,
 )
 from edgekd.pipeline.measure import Measured, bench_tagged, compile_for_board, summarize
-from edgekd.pipeline.train import load_teacher, model_arch, teacher_source
+from edgekd.pipeline.train import load_teacher, teacher_source
 from edgekd.results.store import ResultsStore
 from edgekd.structure.groups import ChannelGraph, dense_masks, trace_groups
 from edgekd.structure.ownership import recipe_ownership
@@ -244,7 +244,7 @@ class _Tuner:
         save_model(dense_file, teacher.model, teacher.arch, extra={"stage": "dense"})
         masks = masks_for(self.graph, self.floor_widths())
         pruned = prune_model(teacher.model, trace_groups(teacher.model, self.input_shape), masks).model
-        save_model(floor_file, pruned, model_arch(self.recipe.teacher.model, self.loaders), extra={"stage": "floor"})
+        save_model(floor_file, pruned, teacher.arch, extra={"stage": "floor"})  # rebuilt as its teacher is
 
     # ------------------------------------------------------------------ budgets
     def predicted(self, widths: dict[int, int] | None = None) -> float:
