@@ -84,8 +84,9 @@ def family_key(shape: OpShape) -> str:
 
 
 def op_module(shape: OpShape) -> tuple[nn.Module, tuple[int, ...]]:
-    """A network of just this op as the compiled network runs it — conv, BatchNorm, ReLU6 (which TVM fuses into one
-    kernel) — and its input shape. Random BatchNorm statistics keep the constants from folding away."""
+    """A network of just this op as the compiled network runs it — conv, BatchNorm, ReLU6: the compile folds the
+    BatchNorm into the convolution's weights and bias and TVM fuses the rest into one kernel — and its input shape.
+    Random BatchNorm statistics give the folded convolution its bias, as a trained network's do."""
     if shape.kind == "linear":
         return nn.Linear(shape.a_in, shape.a_out).eval(), (1, shape.a_in)
     groups = shape.a_out if shape.kind == "dwconv" else shape.groups

@@ -498,10 +498,11 @@ def _validate(raw: list[float], measured: list[float], rounds: list[list[float]]
 
 
 def runtime_versions() -> dict[str, str]:
+    from edgekd.compile.build import PIPELINE_VERSION
     from edgekd.compile.runtime_libs import host_versions
 
     tvm, ffi = host_versions()
-    return {"tvm": tvm, "tvm_ffi": ffi}
+    return {"tvm": tvm, "tvm_ffi": ffi, "pipeline": PIPELINE_VERSION}
 
 
 def profile_network(model: nn.Module, input_shape: tuple[int, ...], device: Device, profile: TargetProfile,

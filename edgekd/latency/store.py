@@ -78,8 +78,12 @@ def _read(path: Path) -> LatencyModel:
 def staleness(model: LatencyModel, runtime: dict[str, str]) -> str | None:
     """Why ``model`` no longer describes the board (None when it still does): another TVM runtime, or — tuned —
     tuning records that changed since it was measured."""
-    if model.provenance.runtime != runtime:
-        return (f"measured with TVM {model.provenance.runtime.get('tvm')}, this host has {runtime.get('tvm')}")
+    measured = model.provenance.runtime
+    if measured.get("pipeline") != runtime.get("pipeline") and measured.get("tvm") == runtime.get("tvm"):
+        return (f"measured with edgekd's compile pipeline {measured.get('pipeline', '1')}, this edgekd compiles with "
+                f"{runtime.get('pipeline')}")
+    if measured != runtime:
+        return f"measured with TVM {measured.get('tvm')}, this host has {runtime.get('tvm')}"
     if model.provenance.mode == "tuned":
         directory = Path(model.provenance.records or database_dir(model.provenance.target))
         if tuning_digest(directory) != model.provenance.tuning_digest:

@@ -62,9 +62,10 @@ def board(make_device, sshd):
 @pytest.mark.timeout(1200)  # a profile over SSH, then up to two tuned rounds
 def test_tune_meets_a_latency_ratio_measured_on_a_loopback_board(board, tiny_teacher, tmp_path, capsys):
     run = tmp_path / "run"
-    # A wider margin: one trial per task gives each new network's kernels a random schedule (a round lands ±20%)
+    # A wide margin (aim at 0.49x): one trial per task gives each new network's kernels a random schedule, and a
+    # round lands up to ~25% off its aim (CI once saw round 2 aimed at 0.595x measure 0.735x); the floor is ~0.3x
     code, out, err = _cli(capsys, ["tune", "--recipe", "quickstart", "--device", board.name, "--latency-ratio", "0.7",
-                                   *FAST, "--margin", "0.15", "--teacher", str(tiny_teacher), "--out", str(run),
+                                   *FAST, "--margin", "0.3", "--teacher", str(tiny_teacher), "--out", str(run),
                                    "--json", *SETS])
     assert code == 0, err
     doc = json.loads(out)
