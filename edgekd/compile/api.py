@@ -56,6 +56,8 @@ class CompileOptions:
         runner: also build the device runner and copy the runtime libraries.
         weight_prepack: when tuning, let MetaSchedule pick blocked weight layouts, folded into the constants
             at compile time (same library interface; DESIGN.md §3 names it a main lever on CPUs).
+        fold_batch_norms: fold each BatchNorm into the convolution before it
+            (:func:`edgekd.compile.build.fold_batch_norms`); off only to measure what folding buys.
     """
 
     tune_trials: int = 0
@@ -65,6 +67,7 @@ class CompileOptions:
     onnx: bool = True
     runner: bool = True
     weight_prepack: bool = True
+    fold_batch_norms: bool = True
 
 
 @dataclass(frozen=True)
@@ -198,7 +201,8 @@ def compile_model(model: object, target: str | Path | TargetProfile, out_dir: st
     tvm_target_dict = profile.tvm_target.as_tvm_dict(host_cpu=host_cpu)
     tvm_target = build.make_target(tvm_target_dict)
     prepack = trials > 0 and options.weight_prepack
-    mod = build.prepare_module(build.import_model(resolved.traceable, torch.from_numpy(example)), tvm_target, prepack)
+    imported = build.import_model(resolved.traceable, torch.from_numpy(example), fold=options.fold_batch_norms)
+    mod = build.prepare_module(imported, tvm_target, prepack)
     timings["import_s"] = time.perf_counter() - started
 
     tuning, database, measured = TuningInfo(), None, 0

@@ -87,7 +87,7 @@ def fold_batch_norms(model: nn.Module, example: torch.Tensor) -> nn.Module:
     return folded
 
 
-def import_model(model: nn.Module | torch.export.ExportedProgram, example: torch.Tensor) -> Any:
+def import_model(model: nn.Module | torch.export.ExportedProgram, example: torch.Tensor, fold: bool = True) -> Any:
     """torch.export the model, its BatchNorms folded (:func:`fold_batch_norms`; a program from a ``.pt2`` is
     used as it is), and translate it to a Relax IRModule (weights bound as constants).
 
@@ -100,7 +100,7 @@ def import_model(model: nn.Module | torch.export.ExportedProgram, example: torch
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = model if isinstance(model, torch.export.ExportedProgram) else torch.export.export(
-                fold_batch_norms(model, example), (example,))
+                fold_batch_norms(model, example) if fold else model.eval(), (example,))
     except Exception as err:  # torch.export raises many types
         raise CompileError(f"torch.export could not trace the model: {_error_line(err)}") from None
     try:

@@ -168,7 +168,7 @@ def build_kernels(shape: OpShape, target: Any, compiler: str | None, out_dir: Pa
             library = out_dir / f"{key}.so"
             if not library.is_file():
                 partial = out_dir / f".{key}.so"
-                tvm.build(prim, target=target).export_library(
+                tvm.tirx.build(prim, target=target).export_library(
                     str(partial), fcompile=cc.cross_compiler(compiler) if compiler else None)
                 partial.replace(library)
             kernels.append(Kernel(f"{task.task_name}#{index}", library, _args(prim), int(task.weight), key, tuned))

@@ -24,8 +24,9 @@ Budgets, and why: the latency model predicts the latency of *untuned* kernels wh
 milliseconds do not transfer; the order of networks does far better. So every measurement becomes a point
 (predicted ms, measured p50 ÷ the dense p50 of the same bench): the floor and the dense network before round 1,
 then each round's network. The next round asks the learner for the predicted latency at which that piecewise-linear
-curve reaches the target share (less ``margin``, for the bench's noise), scaled by how far the learner's last network
-landed from what it was asked. The ask goes to the recipe's blocks at one common point between each block's
+curve reaches the target share (less ``margin``, for the bench's noise) — never above a missed round's predicted
+latency scaled down by how far it missed — and scaled by how far the learner's last network landed from what it
+was asked (:func:`next_ask`). The ask goes to the recipe's blocks at one common point between each block's
 predicted cost in the floor network and in the dense one (always reachable); within a block, the learner's
 latency-weighted regularizer removes the channels with the least γ per millisecond they cost. The residual of
 model, learner and tuning together is thus measured on the board and corrects the next budget.
@@ -266,19 +267,15 @@ class _Tuner:
         return self.recipe.model_copy(update={"structure": structure.model_copy(update=update)})
 
     def ask(self, ref: dict[str, Any]) -> float:
-        """The predicted latency asked of the next round (module docstring), between the floor and the dense."""
+        """The predicted latency asked of the next round (:func:`next_ask`), between the floor and the dense."""
         dense_m = statistics.median(ref["dense_p50s"])
-        floor_p, dense_p = self.predicted(self.floor_widths()), self.predicted()
-        # measured latency as a share of the dense network's p50 in the same bench: immune to the board's drift
-        points = [(floor_p, statistics.median(ref["floor_p50s"]) / dense_m), (dense_p, 1.0)]
         done = [r for r in self.state.rounds if r.status == "measured"]
-        points += [(r.predicted_ms, r.measured_p50_ms / r.dense_p50_ms) for r in done]
         latest_dense = done[-1].dense_p50_ms if done else dense_m
         wanted_share = _target_ms(self.state.goal, latest_dense) / latest_dense * (1 - self.options.margin)
-        wanted = predicted_for(points, wanted_share)
-        if done:  # what the learner's last network was predicted at, against what it was asked
-            wanted *= min(1.25, max(0.8, done[-1].ask_ms / done[-1].predicted_ms))
-        return min(dense_p, max(floor_p, wanted))
+        # measured latency as a share of the dense network's p50 in the same bench: immune to the board's drift
+        floor = (self.predicted(self.floor_widths()), statistics.median(ref["floor_p50s"]) / dense_m)
+        rounds = [MeasuredRound(r.ask_ms, r.predicted_ms, r.measured_p50_ms / r.dense_p50_ms) for r in done]
+        return next_ask(floor, self.predicted(), rounds, wanted_share)
 
     # ------------------------------------------------------------------ one round
     def run_round(self, index: int, ref: dict[str, Any]) -> TuneRound:
@@ -335,6 +332,38 @@ class _Tuner:
         self.say(f"round {current.index}: predicted {current.predicted_ms:.4g} ms (model), measured p50 "
                  f"{current.measured_p50_ms:.4g} ms vs dense {current.dense_p50_ms:.4g} ms: {verdict} the target "
                  f"{current.target_ms:.4g} ms")
+
+
+@dataclass(frozen=True)
+class MeasuredRound:
+    """What :func:`next_ask` needs of a measured round: its ask and the learner's predicted latency (ms, the
+    latency model's), and its measured p50 as a share of the dense p50 of the same bench."""
+
+    ask_ms: float
+    predicted_ms: float
+    share: float
+
+
+def next_ask(floor: tuple[float, float], dense_predicted: float, rounds: list[MeasuredRound],
+             wanted_share: float) -> float:
+    """The predicted latency to ask of the next round for a measured share ``wanted_share`` of the dense p50.
+
+    ``floor`` is the floor network's (predicted ms, measured share); the dense network is (``dense_predicted``,
+    1.0). 1. Every measured network is a point (predicted, share); the ask is where the piecewise-linear curve
+    through them reaches ``wanted_share`` (:func:`predicted_for`). 2. A round that missed bounds it from above at
+    its own predicted latency scaled by how far it missed (``predicted × wanted ÷ share``): the curve ignores a
+    point that measured slower than a network predicted slower (a tuned kernel's schedule can be far off the
+    model's order), and then without the bound the next round would ask as much again. 3. The learner's last
+    network came in at ``predicted`` for ``ask``: the ask is scaled by that ratio (within 0.8..1.25). The result
+    lies between the floor's and the dense network's predicted latency."""
+    floor_p, _floor_share = floor
+    wanted = predicted_for([floor, (dense_predicted, 1.0)] + [(r.predicted_ms, r.share) for r in rounds],
+                           wanted_share)
+    for missed in (r for r in rounds if r.share > wanted_share):
+        wanted = min(wanted, missed.predicted_ms * wanted_share / missed.share)
+    if rounds:
+        wanted *= min(1.25, max(0.8, rounds[-1].ask_ms / rounds[-1].predicted_ms))
+    return min(dense_predicted, max(floor_p, wanted))
 
 
 def predicted_for(points: list[tuple[float, float]], share: float) -> float:

@@ -137,7 +137,7 @@ def test_a_target_below_the_measured_floor_is_one_line(tiny_latency, tiny_teache
     weights = tmp_path / "weights.pt"
     torch.save(load_model(tiny_teacher).model.state_dict(), weights)
     run = tmp_path / "run"
-    _one_line(capsys, ["tune", "--recipe", "quickstart", "--device", "local", "--latency-ratio", "0.05", *UNTUNED,
+    _one_line(capsys, ["tune", "--recipe", "quickstart", "--device", "local", "--latency-ratio", "0.005", *UNTUNED,
                        "--teacher", str(weights), "--out", str(run), *SETS],
               "below the smallest network the recipe allows: it measures")
     assert load_model(run / "reference" / "dense" / "model.pt").arch.name == "mobilenetv2_cifar"
