@@ -34,7 +34,7 @@ from edgekd.results.markdown import write_section
 from edgekd.testing.models import randomise_bn
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTION = "Compile: BatchNorm folding"
+SECTION = "## Compile: BatchNorm folding"
 NETWORKS = {"mbv2": ("MobileNetV2-CIFAR (dense)", "mobilenetv2_cifar", {}),
             "resnet56": ("ResNet-56", "resnet56_cifar", {}),
             "tiny": ("MobileNetV2-CIFAR x0.25 (the tests' quickstart)", "mobilenetv2_cifar", {"width_mult": 0.25})}
