@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+from timing_protocol import time_artifact
 
 from edgekd.atomic import atomic_write_json
 from edgekd.compile import CompileOptions, compile_model
@@ -45,15 +46,6 @@ def build(key: str) -> torch.nn.Module:
     torch.manual_seed(0)
     _label, name, kwargs = NETWORKS[key]
     return randomise_bn(create_model(name, num_classes=10, **kwargs))
-
-
-def time_artifact(artifact: Path, threads: int) -> dict[str, float]:
-    from edgekd import api
-
-    options = api.BenchOptions(threads=threads, runs=50, min_seconds=1.0, warmup_seconds=0.5, idle_seconds=0.0,
-                               power=False)
-    [result] = api.bench(artifact, device="local", options=options, store=False)
-    return {"p50": result.timing_ms["p50"], "mean": result.timing_ms["mean"], "max_abs_err": result.max_abs_diff}
 
 
 def bench_network(key: str, args: argparse.Namespace) -> dict:

@@ -8,6 +8,16 @@ uniformly thinned width 0.5 stand-in) and ResNet-56. All runtimes use the same t
 measured by the artifact's own ``edgekd-runner`` (the binary shipped to boards); PyTorch and ONNX Runtime by
 the same protocol in Python (warm-up >= 1 run and >= 0.5 s, then >= 50 runs and >= 1 s; TFLite-style stats).
 
+Two figures besides the table (issue 11): **SSH vs local** — the tests' small MobileNetV2 tuned with the same
+trials once on this machine (MetaSchedule's local runner), once more locally (the search's own spread) and once
+through a loopback sshd board that is this host (edgekd's SSH runner and ``edgekd-timer``), the three artifacts
+timed interleaved; **reuse across widths** — the compressed network compiled against the records of its dense
+parent (``--parent``, tuned first with the full budget) with a growing per-task budget: the share of its tasks the
+parent's records cover, and the new trials it took to come within 10% of its own latency tuned alone with the
+full budget (its table row, tuned in a database of its own). Each step tunes into databases named after the run
+(target ``host-bench-<run>-…``), so the user's ``host`` database neither helps nor is touched; a rerun with the
+same ``--out`` skips the steps already in ``results.json`` and resumes a cut tuning from its records.
+
 Outputs: ``<out>/results.json`` (rewritten after every step, so a partial run is readable) and the
 ``## Runtime`` section of docs/benchmarks.md (only that section is replaced). Example::
 
@@ -20,16 +30,18 @@ import argparse
 import json
 import os
 import sys
-import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from timing_protocol import time_artifact, time_callable
 from torch import nn
 
 from edgekd.atomic import atomic_write_json
 from edgekd.compile import CompileOptions, compile_model
+from edgekd.config.target import TargetProfile, load_target
 from edgekd.models import create_model
 from edgekd.results.host import describe_host
 from edgekd.results.markdown import write_section
@@ -37,7 +49,6 @@ from edgekd.testing.models import randomise_bn
 
 ROOT = Path(__file__).resolve().parent.parent
 
-WARMUP_SECONDS, MIN_RUNS, MIN_SECONDS = 0.5, 50, 1.0
 SECTION = "## Runtime"
 
 
@@ -70,31 +81,6 @@ def networks(compressed: str | None) -> list[Network]:
     ]
 
 
-def stats(samples_ms: list[float]) -> dict[str, float]:
-    values = np.sort(np.asarray(samples_ms))
-
-    def rank(q: float) -> float:
-        return float(values[max(1, min(len(values), int(np.ceil(q * len(values))))) - 1])
-
-    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-            "min": float(values[0]), "p50": rank(0.5), "p90": rank(0.9), "p95": rank(0.95), "p99": rank(0.99),
-            "max": float(values[-1]), "runs": len(values)}
-
-
-def time_callable(run) -> dict[str, float]:
-    start = time.perf_counter()
-    run()
-    while time.perf_counter() - start < WARMUP_SECONDS:
-        run()
-    samples: list[float] = []
-    timed_start = time.perf_counter()
-    while len(samples) < MIN_RUNS or time.perf_counter() - timed_start < MIN_SECONDS:
-        begin = time.perf_counter()
-        run()
-        samples.append((time.perf_counter() - begin) * 1e3)
-    return stats(samples)
-
-
 def bench_torch(model: nn.Module, example: np.ndarray, threads: int) -> dict[str, float]:
     torch.set_num_threads(threads)
     tensor = torch.from_numpy(example)
@@ -112,14 +98,19 @@ def bench_onnxruntime(onnx_path: Path, example: np.ndarray, threads: int) -> dic
     return time_callable(lambda: session.run(None, {"x": example}))
 
 
-def bench_tvm(artifact: Path, threads: int) -> dict[str, float]:
-    """The artifact timed by its own ``edgekd-runner`` through ``edgekd bench --device local`` (not stored)."""
-    from edgekd import api
+def bench_litert(artifact: Path, args: argparse.Namespace) -> dict[str, float]:
+    """The artifact's ``model.onnx`` converted to .tflite and timed by LiteRT with XNNPACK, in the separate
+    environment of ``scripts/setup_litert.sh`` (its converter pulls TensorFlow, which must not meet our torch)."""
+    import subprocess
 
-    options = api.BenchOptions(threads=threads, runs=MIN_RUNS, min_seconds=MIN_SECONDS,
-                               warmup_seconds=WARMUP_SECONDS, idle_seconds=0.0, power=False)
-    [result] = api.bench(artifact, device="local", options=options, store=False)
-    return result.timing_ms | {"runs": result.runner["runs"], "max_abs_err": result.max_abs_diff}
+    python = Path(args.litert) / "bin" / "python"
+    command = [str(python), str(ROOT / "scripts" / "litert_time.py"), "--onnx", str(artifact / "model.onnx"),
+               "--input", str(artifact / "input.bin"), "--shape", "1,3,32,32", "--threads", str(args.threads),
+               "--tflite-cache", str(args.out / "tflite"), "--reference", str(artifact / "reference_output.bin")]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"LiteRT failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ''}")
+    return json.loads(done.stdout)
 
 
 def measure_rounds(contenders: dict, rounds: int) -> dict[str, dict]:
@@ -153,6 +144,8 @@ def render(results: dict) -> str:
             tuning = row.get("tuning")
             trials = f"{tuning['trials']} ({tuning['per_task']})" if tuning else ""
             seconds = f"{tuning['seconds'] / 60:.1f} min" if tuning else ""
+            if tuning and not tuning["tasks_tuned"]:  # every record came from an earlier run's tuning
+                trials, seconds = f"records of an earlier run ({tuning['tasks_reused']} tasks)", ""
             lines.append(f"| {net['label']} | {runtime} | {row['mean']:.3f} | {row['p50']:.3f} | {row['p90']:.3f} "
                          f"| {row['p99']:.3f} | {row['std']:.3f} | {trials} | {seconds} |")
     lines.append("")
@@ -165,21 +158,92 @@ def render(results: dict) -> str:
             lines.append(f"- {net['label']}: tuned TVM / ONNX Runtime = **{ratio:.2f}** "
                          f"(untuned TVM / ONNX Runtime = {untuned_ratio:.1f}); "
                          f"{tuning['tasks']} tasks, {tuning['tasks_tuned']} tuned, {tuning['tasks_reused']} reused "
-                         f"from the target's database.")
+                         f"from the target's database." + litert_ratio(rt))
     if results.get("reuse"):
         reuse = results["reuse"]
-        lines.append(f"- Database reuse: recompiling {reuse['network']} with the same `--tune-trials` took "
+        lines.append(f"- Database reuse: recompiling {reuse['network']} with its records in the database took "
                      f"{reuse['second_s']:.1f} s vs {reuse['first_s']:.1f} s the first time "
                      f"({100 * reuse['second_s'] / reuse['first_s']:.1f}%), {reuse['measured']} new measurements.")
+    lines += render_ssh_vs_local(results.get("ssh_vs_local")) + render_reuse_widths(results.get("reuse_widths"))
     return "\n".join(lines) + "\n"
+
+
+def litert_ratio(runtimes: dict) -> str:
+    litert = runtimes.get("LiteRT (XNNPACK)")
+    if not litert:
+        return ""
+    return (f" Tuned TVM / LiteRT (XNNPACK) = **{runtimes['TVM tuned']['mean'] / litert['mean']:.2f}**; LiteRT "
+            f"max |diff| vs PyTorch {litert['max_abs_err']:.1e} ({litert.get('converter', '?')}).")
+
+
+def render_ssh_vs_local(figure: dict | None) -> list[str]:
+    if not figure:
+        return []
+    runs = figure["runs"]
+    lines = ["", f"**Tuned over SSH vs locally** ({figure['network']}, `--tune-trials {figure['trials']}` each, "
+             "every run from an empty database; the three artifacts timed by `edgekd-runner` on this host in "
+             f"{figure['rounds']} interleaved rounds, median):", "",
+             "| tuned by | trials measured | tuning time | p50 ms | ÷ local |", "|---|---|---|---|---|"]
+    labels = {"local": "MetaSchedule's local runner", "local-again": "the same, again (the search's own spread)",
+              "ssh": "edgekd's SSH runner, loopback sshd board (`edgekd-timer`)"}
+    for role, run in runs.items():
+        lines.append(f"| {labels.get(role, role)} | {run['tuning']['measured']} | {run['tuning']['seconds']:.0f} s "
+                     f"| {run['p50']:.3f} | {run['p50'] / runs['local']['p50']:.3f} |")
+    return lines
+
+
+def render_reuse_widths(figure: dict | None) -> list[str]:
+    if not figure:
+        return []
+    alone = figure["alone"]
+    parent = figure["parent_tuning"]
+    lines = ["", f"**Reuse across widths**: the compressed network ({figure['child']}) compiled against the records "
+             f"of its dense parent ({figure['parent']}: {parent['trials']} trials over {parent['tasks']} tasks, "
+             f"{parent['seconds'] / 60:.1f} min), its other tasks tuned with a growing per-task budget, vs tuned "
+             f"alone with the full budget ({alone['tuning']['trials']} trials, "
+             f"{alone['tuning']['seconds'] / 60:.1f} min): p50 median of interleaved rounds.", "",
+             "| per-task budget | tasks from the parent's records | new trials (cumulative) | p50 ms | ÷ alone |",
+             "|---|---|---|---|---|"]
+    within = None
+    for step in figure["ladder"]:
+        ratio = step["p50"] / alone["p50"]
+        if within is None and ratio <= 1.10:
+            within = step
+        lines.append(f"| {step['per_task']} | {step['tasks_reused']} of {step['tasks']} | {step['new_trials']} "
+                     f"| {step['p50']:.3f} | {ratio:.3f} |")
+    lines.append(f"| alone, full budget | - | {alone['tuning']['trials']} | {alone['p50']:.3f} | 1.000 |")
+    verdict = (f"within 10% of its own full-budget latency after **{within['new_trials']} new trials** "
+               f"({100 * within['new_trials'] / max(1, alone['tuning']['trials']):.0f}% of the full budget)"
+               if within else "not within 10% of its own full-budget latency at any step of the ladder")
+    lines += ["", f"- {figure['ladder'][0]['tasks_reused']} of {figure['ladder'][0]['tasks']} tasks reused from "
+              f"the parent's records; {verdict}."]
+    return lines
 
 
 def write_docs(results: dict, docs: Path) -> None:
     write_section(docs, SECTION, render(results))
 
 
+def own_target(results: dict, role: str) -> TargetProfile:
+    """The host profile under a name of this run's own: tuning databases are kept per target name, so the step
+    starts from an empty database (and a rerun of the same run resumes from what it measured)."""
+    return load_target("host").model_copy(update={"name": f"host-bench-{results['run']}-{role}"})
+
+
+def tuning_summary(artifact, minutes: float | None) -> dict:
+    tuning = artifact.manifest.tuning
+    return {"trials": tuning.trials, "per_task": tuning.trials // max(1, tuning.tasks_tuned),
+            "seconds": tuning.seconds, "max_minutes": minutes, "tasks": tuning.tasks,
+            "tasks_tuned": tuning.tasks_tuned, "tasks_reused": tuning.tasks_reused, "compile_s": artifact.seconds,
+            "target": artifact.manifest.target.name, "measured": artifact.tuning_measured}
+
+
 def bench_network(net: Network, args: argparse.Namespace, results: dict) -> None:
-    """Untuned compile + measure, tuned compile + interleaved re-measure; results saved after each step."""
+    """Untuned compile + measure, tuned compile + interleaved re-measure; results saved after each step.
+
+    The compressed network is tuned in a database of its own (its full-budget latency is the reference of the
+    reuse figure); the others in the user's ``host`` database, whose records they share with later compiles.
+    """
     print(f"== {net.label}", flush=True)
     model = net.build()
     entry = {"key": net.key, "label": net.label, "runtimes": {}}
@@ -190,28 +254,108 @@ def bench_network(net: Network, args: argparse.Namespace, results: dict) -> None
     example = np.fromfile(untuned.path / "input.bin", np.float32).reshape(untuned.manifest.input.shape)
     contenders = {"PyTorch eager": lambda: bench_torch(model, example, args.threads),
                   "ONNX Runtime": lambda: bench_onnxruntime(untuned.path / "model.onnx", example, args.threads),
-                  "TVM untuned": lambda: bench_tvm(untuned.path, args.threads)}
+                  "TVM untuned": lambda: time_artifact(untuned.path, args.threads)}
+    if args.litert:
+        contenders["LiteRT (XNNPACK)"] = lambda: bench_litert(untuned.path, args)
     entry["runtimes"].update(measure_rounds(contenders, args.rounds))
     save(results, args)
     trials = per_task_budget(args, net.key) * net.tasks_hint
     minutes = override(args.minutes, net.key, args.tune_minutes)
-    tuned = compile_model(model, "host", args.out / f"{net.key}-tuned",
+    target = own_target(results, "compressed") if net.key == "mbv2_compressed" else "host"
+    tuned = compile_model(model, target, args.out / f"{net.key}-tuned",
                           CompileOptions(model_name=net.key, tune_trials=trials, tune_max_minutes=minutes,
                                          onnx=False))
-    tuning = tuned.manifest.tuning
-    contenders["TVM tuned"] = lambda: bench_tvm(tuned.path, args.threads)
+    contenders["TVM tuned"] = lambda: time_artifact(tuned.path, args.threads)
     entry["runtimes"].update(measure_rounds(contenders, args.rounds))  # re-measure all, interleaved
-    entry["runtimes"]["TVM tuned"]["tuning"] = {
-        "trials": tuning.trials, "per_task": tuning.trials // max(1, tuning.tasks_tuned),
-        "seconds": tuning.seconds, "max_minutes": minutes, "tasks": tuning.tasks, "tasks_tuned": tuning.tasks_tuned,
-        "tasks_reused": tuning.tasks_reused, "compile_s": tuned.seconds}
-    if tuning.tasks_tuned == 0 and earlier_tuning:  # every record reused: report the run that tuned them
+    entry["runtimes"]["TVM tuned"]["tuning"] = tuning_summary(tuned, minutes)
+    entry["tuned_artifact"] = str(tuned.path)
+    if tuned.manifest.tuning.tasks_tuned == 0 and earlier_tuning:  # every record reused: report the run that tuned
         entry["runtimes"]["TVM tuned"]["tuning"] = earlier_tuning | {"recompile_s": tuned.seconds}
-    if net.key == "mbv2" and tuning.tasks_tuned > 0:  # only a compile that tuned is a fair "first" time
+    if net.key == "mbv2" and tuned.manifest.tuning.tasks_tuned > 0:  # only a compile that tuned is a fair "first"
+        # one trial per task: every task is in the ledger by now (each gets at least its first batch), so this
+        # compile applies the records and measures nothing, even where the deadline cut a task short
         again = compile_model(model, "host", args.out / f"{net.key}-tuned-again",
-                              CompileOptions(model_name=net.key, tune_trials=trials, onnx=False))
+                              CompileOptions(model_name=net.key, tune_trials=tuned.manifest.tuning.tasks, onnx=False))
         results["reuse"] = {"network": net.label, "first_s": tuned.seconds, "second_s": again.seconds,
                             "measured": again.tuning_measured}
+    save(results, args)
+
+
+def loopback_board(work: Path):
+    """A loopback sshd (this host as a board, real timings) and the Device that reaches it; stop the sshd after."""
+    from edgekd.config.devices import Device
+    from edgekd.testing.boards import Sshd, keygen
+
+    work.mkdir(parents=True, exist_ok=True)
+    key = work / "id" if (work / "id").exists() else keygen(work / "id")
+    server = Sshd(work / "sshd", key).start()
+    (work / "known_hosts").write_text(server.known_hosts_line())
+    device = Device(name="loopback", target="host", host="127.0.0.1", port=server.port, user=os.environ.get(
+        "USER", "root"), key=key, known_hosts=work / "known_hosts", cache_dir=str(work / "board-cache"))
+    return server, device
+
+
+def ssh_vs_local(args: argparse.Namespace, results: dict) -> None:
+    """The same network tuned with the same trials locally (twice: the search's own spread) and over SSH."""
+    from edgekd.pipeline.compile import compile_on_device
+
+    if "ssh_vs_local" in results:
+        return
+    print("== SSH vs local tuning", flush=True)
+    torch.manual_seed(0)
+    model = randomise_bn(create_model("mobilenetv2_cifar", num_classes=10, width_mult=0.25))
+    options = CompileOptions(model_name="mbv2_x025", tune_trials=args.ssh_trials, onnx=False)
+    artifacts = {}
+    for role in ("local", "local-again"):
+        artifacts[role] = compile_model(model, own_target(results, role), args.out / f"ssh-vs-local-{role}", options)
+    server, device = loopback_board(args.out / "loopback")
+    try:
+        artifacts["ssh"] = compile_on_device(model, own_target(results, "ssh"), args.out / "ssh-vs-local-ssh",
+                                             options, device=device)
+    finally:
+        server.stop()
+    timed = measure_rounds({role: (lambda a=a: time_artifact(a.path, args.threads)) for role, a in artifacts.items()},
+                           args.ssh_rounds)
+    results["ssh_vs_local"] = {
+        "network": "MobileNetV2-CIFAR x0.25 (the tests' quickstart shape)", "trials": args.ssh_trials,
+        "rounds": args.ssh_rounds,
+        "runs": {role: {"p50": timed[role]["p50"], "mean": timed[role]["mean"],
+                        "round_means": timed[role]["round_means"], "tuning": tuning_summary(a, None)}
+                 for role, a in artifacts.items()}}
+    save(results, args)
+
+
+def reuse_across_widths(args: argparse.Namespace, results: dict) -> None:
+    """The compressed network against its dense parent's records, per-task budget growing, vs tuned alone."""
+    from edgekd.models.io import load_model
+
+    compressed = next((n for n in results["networks"] if n["key"] == "mbv2_compressed"), None)
+    if "reuse_widths" in results or not args.parent or not compressed or "tuned_artifact" not in compressed:
+        return
+    print("== reuse across widths", flush=True)
+    target = own_target(results, "reuse")
+    parent = compile_model(load_model(args.parent).model.eval(), target, args.out / "reuse-parent",
+                           CompileOptions(model_name="parent", tune_trials=args.reuse_parent_trials,
+                                          tune_max_minutes=args.reuse_parent_minutes, onnx=False))
+    child = load_model(args.compressed).model.eval()
+    ladder, tasks = [], None
+    for per_task in args.reuse_ladder:
+        trials = per_task if tasks is None else per_task * tasks  # the first compile tells the task count
+        step = compile_model(child, target, args.out / f"reuse-child-{per_task}",
+                             CompileOptions(model_name="child", tune_trials=trials, onnx=False))
+        tasks = step.manifest.tuning.tasks
+        ladder.append((per_task, step))
+    contenders = {"alone, full budget": lambda: time_artifact(Path(compressed["tuned_artifact"]), args.threads)}
+    contenders |= {f"{k}/task": (lambda a=a: time_artifact(a.path, args.threads)) for k, a in ladder}
+    timed = measure_rounds(contenders, args.rounds)
+    cumulative = np.cumsum([a.tuning_measured for _, a in ladder])
+    results["reuse_widths"] = {
+        "parent": str(args.parent), "child": str(args.compressed), "parent_tuning": tuning_summary(parent, None),
+        "alone": {"p50": timed["alone, full budget"]["p50"],
+                  "tuning": compressed["runtimes"]["TVM tuned"]["tuning"]},
+        "ladder": [{"per_task": k, "tasks": a.manifest.tuning.tasks, "tasks_reused": a.manifest.tuning.tasks_reused,
+                    "new_trials": int(total), "p50": timed[f"{k}/task"]["p50"]}
+                   for (k, a), total in zip(ladder, cumulative, strict=True)]}
     save(results, args)
 
 
@@ -246,6 +390,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--networks", default="mbv2,resnet56,mbv2_compressed")
     parser.add_argument("--compressed", default=None, help="saved compact model (run dir or .pt)")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--litert", default=None, metavar="ENV",
+                        help="LiteRT environment made by scripts/setup_litert.sh (adds the LiteRT rows)")
+    parser.add_argument("--parent", default=None, help="the compressed model's dense parent (the reuse figure)")
+    parser.add_argument("--reuse-parent-trials", type=int, default=528)
+    parser.add_argument("--reuse-parent-minutes", type=float, default=10.0)
+    parser.add_argument("--reuse-ladder", type=lambda text: [int(k) for k in text.split(",")], default=[1, 2, 4, 8],
+                        help="per-task budgets of the reuse figure, growing (comma-separated)")
+    parser.add_argument("--ssh-trials", type=int, default=0, help="trials of each tuning of the SSH figure (0: skip)")
+    parser.add_argument("--ssh-rounds", type=int, default=5)
     args = parser.parse_args(argv)
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -254,9 +407,13 @@ def main(argv: list[str] | None = None) -> int:
     results = json.loads(previous.read_text()) if previous.is_file() else {"networks": []}
     results.update({"host": describe_host(), "threads": args.threads})
     results["command"] = command if "command" not in results else f"{results['command']}; then {command}"
+    results.setdefault("run", uuid.uuid4().hex[:6])  # names this run's own tuning databases
     wanted = args.networks.split(",")
     for net in [n for n in networks(args.compressed) if n.key in wanted]:
         bench_network(net, args, results)
+    reuse_across_widths(args, results)
+    if args.ssh_trials:
+        ssh_vs_local(args, results)
     return 0
 
 

@@ -14,5 +14,5 @@ bash scripts/setup.sh
 out="${1:-runs/demo}"
 rm -rf "$out"
 .venv/bin/edgekd compress --recipe quickstart --target host --out "$out/compress"
-.venv/bin/edgekd compile "$out/compress" --target host --out "$out/artifact" --tune-trials 320 --tune-minutes 3
+.venv/bin/edgekd compile "$out/compress" --target host --out "$out/artifact" --tune-trials 320 --tune-minutes 2
 .venv/bin/edgekd bench "$out/artifact" --device local --repeat 3 --baseline onnxruntime

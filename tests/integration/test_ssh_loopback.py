@@ -31,7 +31,8 @@ def test_timeout_kills_on_the_board(x86_board):
     duration = f"{30 + os.getpid() % 1000 / 1000:.3f}"  # a command line no other process on this machine has
     with connect(x86_board) as conn:
         result = conn.run(["sleep", duration], timeout=0.5)
-        assert result.timed_out and result.seconds < 5
+        # returned before the command could have finished on its own (a logical bound, not a speed one)
+        assert result.timed_out and result.seconds < float(duration)
         alive = conn.run(["ps", "-eo", "args"]).stdout.splitlines()
         assert f"sleep {duration}" not in [line.strip() for line in alive]
 
