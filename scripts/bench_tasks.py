@@ -41,8 +41,18 @@ ROOT = Path(__file__).resolve().parent.parent
 ZOO = {"resnet56": ("resnet56_cifar", {}), "mbv2": ("mobilenetv2_cifar", {})}
 
 
-def conv_key(data: list[int], weight: list[int], residual: bool) -> str:
-    return f"conv {data[1]}->{weight[0]} k{weight[2]} at {data[2]}x{data[3]}" + (" +add" if residual else "")
+def conv_key(data: list[int], weight: list[int], out: list[int], residual: bool, block: int = 1) -> str:
+    """A convolution by its channels (rounded up to ``block``), kernel, input and output size, fused add."""
+    def up(channels: int) -> int:  # the image's 3 channels stay: ORT's first convolution reads plain NCHW
+        return channels if channels < 8 else -(-channels // block) * block
+
+    return (f"conv {up(data[1])}->{up(weight[0])} k{weight[2]} {data[2]}x{data[3]}->{out[2]}x{out[3]}"
+            + (" +add" if residual else ""))
+
+
+# ONNX Runtime runs convolutions in NCHWc blocks and its profiler reports the padded channel counts (24 -> 32):
+# both sides are matched with channels rounded up to this block
+ORT_BLOCK = 16
 
 
 def param_shapes(func) -> list[list[int]]:
@@ -70,12 +80,13 @@ def tvm_tasks(model: torch.nn.Module, target_name: str) -> list[dict]:
         record = database.query_tuning_record(task.dispatched[0], target, task.task_name)
         seconds = [float(s) for s in record.run_secs] if record is not None and record.run_secs else []
         four_d = [s for s in shapes if len(s) == 4]
-        key = task.task_name
-        if "conv2d" in task.task_name and len(four_d) >= 2:
+        key = label = task.task_name
+        if "conv2d" in task.task_name and len(four_d) >= 3:
             # inputs: data, weight, then (bias, broadcast to 4-D), the residual; the last buffer is the output
             residual = sum(1 for s in four_d[2:-1] if s == four_d[-1]) > 0
-            key = conv_key(four_d[0], four_d[1], residual)
-        rows.append({"task": task.task_name, "key": key, "count": int(task.weight),
+            key = conv_key(four_d[0], four_d[1], four_d[-1], residual, ORT_BLOCK)
+            label = conv_key(four_d[0], four_d[1], four_d[-1], residual)
+        rows.append({"task": task.task_name, "key": key, "label": label, "count": int(task.weight),
                      "us": 1e6 * statistics.median(seconds) if seconds else None})
     return rows
 
@@ -101,8 +112,9 @@ def ort_kernels(onnx_path: Path, threads: int, runs: int) -> dict[str, dict]:
         per_node[event["name"]].append(float(event["dur"]))
         args = event["args"]
         shapes = [next(iter(s.values())) for s in args.get("input_type_shape", [])]
-        if args.get("op_name") in ("Conv", "FusedConv") and len(shapes) >= 2:
-            kind[event["name"]] = conv_key(shapes[0], shapes[1], len(shapes) >= 4)
+        outputs = [next(iter(s.values())) for s in args.get("output_type_shape", [])]
+        if args.get("op_name") in ("Conv", "FusedConv") and len(shapes) >= 2 and outputs:
+            kind[event["name"]] = conv_key(shapes[0], shapes[1], outputs[0], len(shapes) >= 4, ORT_BLOCK)
         else:
             kind[event["name"]] = args.get("op_name", "?")
     grouped: dict[str, dict] = defaultdict(lambda: {"us": 0.0, "count": 0})
@@ -119,7 +131,7 @@ def account(tasks: list[dict], kernels: dict[str, dict]) -> list[dict]:
         ort_row = kernels.get(task["key"]) if task["key"].startswith("conv") else None
         if ort_row:
             matched.add(task["key"])
-        rows.append({"what": task["key"], "tvm_task": task["task"], "count": task["count"],
+        rows.append({"what": task["label"], "tvm_task": task["task"], "count": task["count"],
                      "tvm_us": None if task["us"] is None else task["us"] * task["count"],
                      "ort_us": ort_row["us"] if ort_row else None, "ort_count": ort_row["count"] if ort_row else 0})
     for key, row in sorted(kernels.items(), key=lambda kv: -kv[1]["us"]):
