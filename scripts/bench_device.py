@@ -38,17 +38,13 @@ def build_artifact(out: Path) -> Path:
 
 def overhead(artifact: Path, repeat: int, threads: int) -> list[tuple[float, float, int]]:
     """(bench wall s, overhead s, uploaded files) for `repeat` second benches, each on a new connection."""
-    from edgekd.config.devices import Device
     from edgekd.device import connect
     from edgekd.device.bench import BenchOptions, bench
-    from edgekd.testing.boards import Sshd, keygen
+    from edgekd.testing.boards import loopback_board
 
     work = Path(tempfile.mkdtemp(prefix="edgekd-bench-device-"))
-    server = Sshd(work / "sshd", keygen(work / "id")).start()
+    server, device = loopback_board(work, "loop")
     try:
-        (work / "known_hosts").write_text(server.known_hosts_line())
-        device = Device(name="loop", target="host", host="127.0.0.1", port=server.port, user="root",
-                        key=work / "id", known_hosts=work / "known_hosts", cache_dir=str(work / "cache"))
         options = BenchOptions(threads=threads, runs=50, min_seconds=1.0, warmup_seconds=0.5)
         with connect(device) as conn:
             bench(conn, device, artifact, options)  # first bench: uploads

@@ -299,20 +299,6 @@ def bench_network(net: Network, args: argparse.Namespace, results: dict) -> None
     save(results, args)
 
 
-def loopback_board(work: Path):
-    """A loopback sshd (this host as a board, real timings) and the Device that reaches it; stop the sshd after."""
-    from edgekd.config.devices import Device
-    from edgekd.testing.boards import Sshd, keygen
-
-    work.mkdir(parents=True, exist_ok=True)
-    key = work / "id" if (work / "id").exists() else keygen(work / "id")
-    server = Sshd(work / "sshd", key).start()
-    (work / "known_hosts").write_text(server.known_hosts_line())
-    device = Device(name="loopback", target="host", host="127.0.0.1", port=server.port, user=os.environ.get(
-        "USER", "root"), key=key, known_hosts=work / "known_hosts", cache_dir=str(work / "board-cache"))
-    return server, device
-
-
 def ssh_vs_local(args: argparse.Namespace, results: dict) -> None:
     """The same network tuned with the same trials locally (twice: the search's own spread) and over SSH."""
     from edgekd.pipeline.compile import compile_on_device
@@ -326,6 +312,8 @@ def ssh_vs_local(args: argparse.Namespace, results: dict) -> None:
     artifacts = {}
     for role in ("local", "local-again"):
         artifacts[role] = compile_model(model, own_target(results, role), args.out / f"ssh-vs-local-{role}", options)
+    from edgekd.testing.boards import loopback_board
+
     server, device = loopback_board(args.out / "loopback")
     try:
         artifacts["ssh"] = compile_on_device(model, own_target(results, "ssh"), args.out / "ssh-vs-local-ssh",

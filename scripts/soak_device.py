@@ -49,7 +49,7 @@ from edgekd.device.lock import board_lock  # noqa: E402
 from edgekd.errors import EdgekdError  # noqa: E402
 from edgekd.results.markdown import write_section  # noqa: E402
 from edgekd.results.store import ResultsStore  # noqa: E402
-from edgekd.testing.boards import Sshd, keygen, stand_in_artifact  # noqa: E402
+from edgekd.testing.boards import Sshd, loopback_board, stand_in_artifact  # noqa: E402
 
 SECTION = "## Device soak"
 OPTIONS = BenchOptions(runs=5, min_seconds=0.0, warmup_seconds=0.0, warmup_runs=1, timeout_s=30, power=False,
@@ -119,11 +119,7 @@ def check_cache(device: Device, artifact: Path) -> dict:
 def soak(args: argparse.Namespace) -> dict:
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="edgekd-soak-"))
-    key = keygen(work / "id")
-    server = Sshd(work / "sshd", key).start()
-    (work / "known_hosts").write_text(server.known_hosts_line())
-    device = Device(name="soak", target="host", host="127.0.0.1", port=server.port, user="root", key=key,
-                    known_hosts=work / "known_hosts", cache_dir=str(work / "cache"))
+    server, device = loopback_board(work, "soak")
     full_dir, full_how = full_cache(work)
     full_device = device.model_copy(update={"cache_dir": full_dir})
     artifact = stand_in_artifact(work / "artifact", seconds=0.05, runs=5, payload_bytes=64 * 1024)

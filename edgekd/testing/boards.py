@@ -278,3 +278,17 @@ def cache_is_clean(cache_dir: Path) -> list[str]:
         elif path.is_file() and len(path.name) == 64 and sha256_file(path) != path.name:
             problems.append(f"corrupt {path.name}")
     return problems
+
+
+def loopback_board(work: Path, name: str = "loopback"):
+    """A started loopback sshd (this host as a board: real timings) and the trusted ``Device`` that reaches it,
+    with its key, known_hosts and board cache under ``work``. The caller stops the sshd (``server.stop()``)."""
+    from edgekd.config.devices import Device
+
+    work.mkdir(parents=True, exist_ok=True)
+    key = work / "id" if (work / "id").exists() else keygen(work / "id")
+    server = Sshd(work / "sshd", key).start()
+    (work / "known_hosts").write_text(server.known_hosts_line())
+    device = Device(name=name, target="host", host="127.0.0.1", port=server.port, user="root", key=key,
+                    known_hosts=work / "known_hosts", cache_dir=str(work / "cache"))
+    return server, device
