@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
-from pathlib import Path
 
 import pytest
+
+from edgekd.testing.targets import host_profile_copy  # noqa: F401 - re-exported for the tests
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -48,17 +48,3 @@ def tiny_profile_options():
 
     return api.ProfileOptions(levels=4, refine=0, calibration=3, heldout=2, rounds=1, runs=10, min_seconds=0.2)
 
-
-def host_profile_copy(directory: Path) -> Path:
-    """A copy of the shipped host profile under a unique name (``host-test-XXXXXXXX.yaml`` in ``directory``), so
-    that a test owns its tuning database (databases are kept per target name)."""
-    import yaml
-
-    from edgekd.paths import shipped_dir
-
-    name = f"host-test-{uuid.uuid4().hex[:8]}"
-    data = yaml.safe_load((shipped_dir("targets") / "host.yaml").read_text()) | {"name": name}
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path

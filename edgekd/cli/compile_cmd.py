@@ -63,7 +63,8 @@ def compile_(
     rows = [("artifact", artifact.path), ("target", f"{manifest.target.name} {manifest.target.tvm_target}"),
             ("model", f"{manifest.model.name} input {manifest.input.shape}"),
             ("tuned", f"{manifest.tuned} ({manifest.tuning.trials} trials, {manifest.tuning.tasks_reused}/"
-                      f"{manifest.tuning.tasks} tasks reused, {manifest.tuning.seconds:.1f} s)"),
+                      f"{manifest.tuning.tasks} tasks reused, {manifest.tuning.seconds:.1f} s, cost model "
+                      f"pre-trained on {manifest.tuning.cost_model_records} records)"),
             ("files", ", ".join(artifact.files)), ("time", f"{artifact.seconds:.1f} s")]
     console.print(key_value_table("compiled", rows))
 

@@ -182,9 +182,14 @@ def bench_cmd(
                                 help="Write the HTML report of the artifact's run (or of the store) at the end."),
     baseline: list[str] = typer.Option(None, "--baseline",
                                        help="Also time this runtime on the same board after each TVM repeat, same "
-                                            "input and threads (onnxruntime: the artifact's model.onnx)."),
+                                            "input and threads: onnxruntime (the artifact's model.onnx) or litert "
+                                            "(XNNPACK; model.onnx converted by onnx2tf on this host)."),
     baseline_python: str = typer.Option(None, "--baseline-python",
-                                        help="The board's Python with the baseline runtime (default python3)."),
+                                        help="The board's Python with the baseline runtime (default python3; on "
+                                             "local: this one for onnxruntime, the LiteRT environment's for litert)."),
+    litert_converter: str = typer.Option(None, "--litert-converter",
+                                         help="A Python with onnx2tf for --baseline litert (default: the "
+                                              "environment scripts/setup_litert.sh makes)."),
 ) -> None:
     """Push an artifact to a device, run it, compare with PyTorch and record the measurement.
 
@@ -197,6 +202,7 @@ def bench_cmd(
         min_seconds=min_seconds, warmup_seconds=warmup_seconds, repeat=repeat, cooldown_s=cooldown,
         timeout_s=timeout, idle_seconds=idle_seconds, lock_timeout_s=lock_timeout,
         baselines=tuple(api.parse_baseline(name) for name in baseline or ()), baseline_python=baseline_python,
+        litert_converter=litert_converter,
     )
     measured = api.bench(artifact, device=device, options=options, results=results, store=store,
                          on_compile=lambda out: console.print(f"compiling {artifact} for the device into {out}",

@@ -212,7 +212,7 @@ def compile_model(model: object, target: str | Path | TargetProfile, out_dir: st
         database, measured = result.database, result.measured
         tuning = TuningInfo(trials=result.trials, database=str(result.database), seconds=round(result.seconds, 3),
                             tasks=result.tasks, tasks_tuned=result.tasks_tuned, tasks_reused=result.tasks_reused,
-                            weight_prepack=prepack)
+                            weight_prepack=prepack, cost_model_records=result.pretrained_on)
         timings["tune_s"] = result.seconds
 
     with staging_dir(Path(out_dir)) as staging:

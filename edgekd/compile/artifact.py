@@ -66,6 +66,7 @@ class TuningInfo(_Record):
     tasks_tuned: int = 0
     tasks_reused: int = 0
     weight_prepack: bool = False  # convolution weights stored in the tuned schedules' layouts
+    cost_model_records: int = 0  # database records the cost model was pre-trained on (0: a fresh model)
 
 
 class Manifest(_Record):

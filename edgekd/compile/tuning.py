@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.atomic import atomic_write_json
+from edgekd.compile.cost_model import pretrained_cost_model
 from edgekd.config.target import TargetProfile
 from edgekd.errors import CompileError, ToolchainError
 from edgekd.paths import cache_dir
@@ -87,6 +88,9 @@ class TuningResult:
     tasks_reused: int
     measured: int
     seconds: float
+    #: records of the database the cost model was pre-trained on (0: MetaSchedule's fresh model), see
+    #: :mod:`edgekd.compile.cost_model`
+    pretrained_on: int = 0
 
     @property
     def trials(self) -> int:
@@ -320,17 +324,19 @@ def tune_module(mod: Any, target: Any, profile: TargetProfile, trials: int,
                 if ledger.get(key, {}).get("trials", 0) < per_task]
         database = ms.database.JSONDatabase(work_dir=str(directory))
         before = len(database)
+        pretrained_on = 0
         if todo:
             deadline = clock() + 60 * max_minutes if max_minutes else None
+            cost_model, pretrained_on = pretrained_cost_model(database, target)
             done = _run_tuning([task for task, _ in todo], per_task, directory, database, profile, deadline, clock,
-                               measure, on_batch)
+                               measure, on_batch, cost_model)
             for task, key in todo:
                 trials_done = per_task if done is None else done.get(task.task_name, 0)
                 ledger[key] = {"task": task.task_name, "trials": trials_done}
             atomic_write_json(directory / LEDGER_NAME, ledger)
         measured = len(database) - before
     return TuningResult(directory, per_task, len(tasks), len(todo), len(tasks) - len(todo), measured,
-                        time.perf_counter() - started)
+                        time.perf_counter() - started, pretrained_on)
 
 
 def _counting_callback(contexts: list[Any], measured: dict[str, int], timed: dict[str, int] | None = None,
@@ -414,7 +420,7 @@ def _runner_lost(runner: Any) -> str | None:
 def _run_tuning(tasks: list[Any], per_task: int, directory: Path, database: Any, profile: TargetProfile,
                 deadline: float | None = None, clock: Callable[[], float] = time.monotonic,
                 measure: MeasureFactory | None = None, on_batch: BatchCallback | None = None,
-                ) -> dict[str, int] | None:
+                cost_model: Any = "xgb") -> dict[str, int] | None:
     """Run MetaSchedule; returns trials measured per task name if the deadline (or a lost runner) cut tuning
     short, else None."""
     from tvm.s_tir import meta_schedule as ms
@@ -439,8 +445,9 @@ def _run_tuning(tasks: list[Any], per_task: int, directory: Path, database: Any,
                 tasks=contexts, task_weights=weights, work_dir=str(directory),
                 max_trials_global=per_task * len(contexts), max_trials_per_task=per_task,
                 num_trials_per_iter=min(64, max(4, per_task // 2)), builder=builder, runner=runner,
-                database=database, measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"),
-                                                      _counting_callback(contexts, measured, timed, on_batch)],
+                database=database, cost_model=cost_model,
+                measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"),
+                                   _counting_callback(contexts, measured, timed, on_batch)],
             )
     except Exception as err:  # tvm raises its own error types
         raise CompileError(f"MetaSchedule tuning failed: {str(err).strip().splitlines()[-1][:300]}") from None

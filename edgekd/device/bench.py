@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekd.compile import litert
 from edgekd.config.devices import Device
 from edgekd.device import baselines, cache
 from edgekd.device.local import LocalConnection
@@ -33,6 +34,16 @@ from edgekd.device.lock import board_lock
 from edgekd.device.probe import ProbeResult, check_fits, probe
 from edgekd.device.sensors import PowerReport, Sampler, sensor_spec, summarize
 from edgekd.errors import ConfigError, DeviceError
+
+
+@dataclass(frozen=True)
+class BaselineModel:
+    """A baseline runtime's model on the host: the artifact's ``model.onnx`` (staged with it: ``sha256`` None) or
+    a file converted from it and pushed beside it (LiteRT's ``.tflite``), with the versions that made it."""
+
+    path: Path
+    sha256: str | None
+    versions: dict[str, str]
 
 
 @dataclass
@@ -55,7 +66,10 @@ class BenchOptions:
     lock_timeout_s: float | None = 3600.0
     #: other runtimes timed after each TVM repeat, same input and threads (:mod:`edgekd.device.baselines`)
     baselines: tuple[str, ...] = ()
-    baseline_python: str | None = None  # the board's interpreter for them (default python3; local: this one)
+    baseline_python: str | None = None  # the board's interpreter for them (default: baselines.default_python)
+    #: the interpreter with onnx2tf that converts model.onnx for the LiteRT baseline (default: the LiteRT
+    #: environment of scripts/setup_litert.sh, :mod:`edgekd.compile.litert`)
+    litert_converter: str | None = None
 
 
 @dataclass
@@ -155,6 +169,8 @@ class BenchResult:
             row[f"{prefix}_{key}"] = timing.get(key)
         for name, version in self.versions.items():
             row[f"version_{name}"] = version
+        if self.runtime == "litert":  # did XNNPACK run it all, or did ops fall back to LiteRT's own kernels
+            row["xnnpack_whole_graph"] = self.runner.get("xnnpack_whole_graph")
         power = self.power
         row.update({"power_rail": power.rail if power else None, "idle_mw": power.idle_mw if power else None,
                     "run_mw": power.run_mw if power else None,
@@ -218,6 +234,7 @@ def bench(conn, device: Device, artifact: str | Path, options: BenchOptions | No
     if not manifest.runner:
         raise DeviceError(f"{artifact}: the artifact has no runner (compiled without one); recompile with the runner")
     profile = _profile(device, manifest)
+    models = _baseline_models(artifact, manifest, options)  # before the board: a conversion can take a minute
     sensors = list(device.sensors or (profile.power_sensors if profile else []))
     facts = probe(conn, cache_dir=device.cache_dir, sensor_specs=[sensor_spec(s) for s in sensors],
                   emulated=device.emulated)
@@ -229,6 +246,7 @@ def bench(conn, device: Device, artifact: str | Path, options: BenchOptions | No
     with board_lock(conn, device, what=f"bench {manifest.model.name}", timeout=options.lock_timeout_s):
         _sweep_runs(conn, device.cache_dir)
         report = cache.push(conn, artifact, dict(manifest.files), device.cache_dir)
+        staged = {runtime: _stage_model(conn, device, model) for runtime, model in models.items()}
         threads = options.threads or (profile.threads.default if profile else 1)
         affinity = options.affinity if options.affinity is not None else (
             list(profile.threads.affinity) if profile and profile.threads.affinity else [])
@@ -255,7 +273,8 @@ def bench(conn, device: Device, artifact: str | Path, options: BenchOptions | No
             if on_result is not None:
                 on_result(result)
             for runtime in options.baselines:  # interleaved: TVM, then each baseline, in every repeat
-                baseline = _run_baseline(conn, device, manifest, report.stage_dir, options, threads, result, runtime)
+                baseline = _run_baseline(conn, device, manifest, report.stage_dir, staged[runtime],
+                                         models[runtime].versions, options, threads, result, runtime)
                 results.append(baseline)
                 if on_result is not None:
                     on_result(baseline)
@@ -284,18 +303,44 @@ def bench_interleaved(conn, device: Device, artifacts: list[str | Path], options
     return measured
 
 
-def _run_baseline(conn, device: Device, manifest, stage_dir: str, options: BenchOptions, threads: int,
-                  tvm: BenchResult, runtime: str) -> BenchResult:
+def _baseline_models(artifact: Path, manifest, options: BenchOptions) -> dict[str, BaselineModel]:
+    """Each baseline's model file on the host (LiteRT's converted first), or one line why there is none."""
+    if not options.baselines:
+        return {}
+    if not manifest.onnx:
+        raise DeviceError("the artifact has no model.onnx (compiled with --no-onnx); recompile it for the baseline")
+    models = {}
+    for runtime in options.baselines:
+        if runtime == "litert":
+            converted = litert.to_tflite(artifact / manifest.onnx, options.litert_converter)
+            models[runtime] = BaselineModel(converted.path, converted.sha256, {"converter": converted.converter})
+        else:
+            models[runtime] = BaselineModel(artifact / manifest.onnx, None, {})
+    return models
+
+
+def _stage_model(conn, device: Device, model: BaselineModel) -> str:
+    """The model's path on the board: the artifact's own file, or a converted one pushed (verified) beside it."""
+    if model.sha256 is None:
+        return model.path.name
+    report = cache.push(conn, model.path.parent, {model.path.name: model.sha256}, device.cache_dir)
+    return posixpath.join(report.stage_dir, model.path.name)
+
+
+def _run_baseline(conn, device: Device, manifest, stage_dir: str, model_file: str, model_versions: dict[str, str],
+                  options: BenchOptions, threads: int, tvm: BenchResult, runtime: str) -> BenchResult:
     """Time ``runtime`` (see :mod:`edgekd.device.baselines`) like the TVM repeat ``tvm`` it follows."""
     if tvm.emulated:
         raise DeviceError(f"{device.name}: no {runtime} baseline on an emulated board (its timings are not latency)")
     local = isinstance(conn, LocalConnection)
-    cmd = baselines.onnxruntime_command(options.baseline_python, local, manifest, options, threads)
+    python = options.baseline_python or baselines.default_python(
+        runtime, local, litert.converter_python(options.litert_converter) if runtime == "litert" and local else None)
+    cmd = baselines.baseline_command(runtime, python, model_file, manifest, options, threads)
     started = time.perf_counter()
     env = {"OMP_NUM_THREADS": str(threads)}
     result = conn.run(cmd, cwd=stage_dir, env=env, timeout=options.timeout_s)
-    doc = baselines.parse_output(device.name, result)
-    versions = {**tvm.versions, runtime: doc.get(runtime, "unknown")}
+    doc = baselines.parse_output(device.name, result, runtime)
+    versions = {**tvm.versions, runtime: doc.get(runtime, "unknown"), **model_versions}
     return dataclasses.replace(
         tvm, runner=doc, max_abs_diff=doc["max_abs_diff"], top1_agree=doc["top1_agree"], power=None,
         versions=versions, timestamp=datetime.now(UTC).isoformat(timespec="seconds"), runner_wall_s=result.seconds,

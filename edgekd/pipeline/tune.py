@@ -293,7 +293,7 @@ class _Tuner:
                      + ", ".join(f"{k} {v:.4g} ms" for k, v in current.budgets.items()))
             previous = self.run_dir / f"round-{index - 1}" / "learn" / "checkpoint.pt"
             result = compress(self.round_recipe(current.ask_ms), out=round_dir, teacher=self.teacher,
-                              target=self.profile.name, resume=round_dir.exists(), device=self.entry.name,
+                              target=self.entry.target, resume=round_dir.exists(), device=self.entry.name,
                               warm_start=previous if index > 1 else None)
             current.predicted_ms = result.pruning.get("predicted_latency_ms")
             current.test_acc, current.flops = result.student["test_acc"], result.student["flops"]

@@ -1,13 +1,15 @@
-"""ONNX Runtime timed on the same board in the same bench as TVM (interleaved repeats, same input and threads),
-stored as rows with ``runtime=onnxruntime``; an emulated board and a board without onnxruntime say so in one line
-and keep the TVM rows already measured."""
+"""ONNX Runtime and LiteRT (XNNPACK) timed on the same board in the same bench as TVM (interleaved repeats, same
+input and threads), stored as rows with ``runtime=onnxruntime`` / ``litert``; an emulated board, a board without
+onnxruntime and a host without the LiteRT converter say so in one line and keep the TVM rows already measured."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+from support import require
 from torch import nn
 
 from edgekd.device import connect
@@ -65,3 +67,37 @@ def test_no_baseline_on_an_emulated_board(tmp_path_factory, arm_board):
                         CompileOptions(input_shape=(1, 3, 32, 32)))
     with connect(arm_board) as conn, pytest.raises(DeviceError, match="emulated board"):
         bench(conn, arm_board, tx2.path, _options(threads=1, baselines=("onnxruntime",)))
+
+
+def _litert_python() -> str:
+    from edgekd.compile.litert import default_environment
+
+    python = default_environment() / "bin" / "python"
+    require(python.is_file(), f"the LiteRT environment at {python.parent.parent} (bash scripts/setup_litert.sh)")
+    return str(python)
+
+
+def test_litert_rows_interleave_with_tvm_over_ssh(artifact, x86_board, tmp_path):
+    python = _litert_python()  # it holds onnxruntime too: both baselines run with the board's one interpreter
+    with connect(x86_board) as conn:
+        results = bench(conn, x86_board, artifact, _options(repeat=2, baselines=("onnxruntime", "litert"),
+                                                            baseline_python=python))
+    assert [r.runtime for r in results] == ["tvm", "onnxruntime", "litert"] * 2
+    lite = results[2]
+    # onnx2tf's float32 conversion computes what PyTorch computes, and XNNPACK runs the whole graph
+    assert lite.max_abs_diff <= 1e-4 and lite.top1_agree == 1.0 and lite.latency_valid
+    assert lite.runner["xnnpack_whole_graph"] is True and lite.timing_ms["p50"] > 0
+    row = lite.to_row()
+    assert row["runtime"] == "litert" and row["version_litert"].startswith("ai-edge-litert ")
+    assert row["version_converter"].startswith("onnx2tf ") and row["tuned"] is False
+    assert row["xnnpack_whole_graph"] is True and "xnnpack_whole_graph" not in results[1].to_row()
+    # the converted model went to the board's cache as a verified upload of its own
+    staged = list(Path(x86_board.cache_dir).glob("stage/*/*.float32.tflite"))
+    assert len(staged) == 1
+
+
+def test_the_litert_baseline_without_a_converter_is_one_line(artifact, x86_board):
+    from edgekd.errors import ToolchainError
+
+    with connect(x86_board) as conn, pytest.raises(ToolchainError, match="scripts/setup_litert.sh"):
+        bench(conn, x86_board, artifact, _options(baselines=("litert",), litert_converter="/nonexistent/python"))
