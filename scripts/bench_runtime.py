@@ -168,7 +168,9 @@ def render(results: dict) -> str:
         lines.append(f"- Database reuse: recompiling {reuse['network']} with its records in the database took "
                      f"{reuse['second_s']:.1f} s vs {reuse['first_s']:.1f} s the first time "
                      f"({100 * reuse['second_s'] / reuse['first_s']:.1f}%), {reuse['measured']} new measurements.")
-    lines += render_ssh_vs_local(results.get("ssh_vs_local")) + render_reuse_widths(results.get("reuse_widths"))
+    lines += render_ssh_vs_local(results.get("ssh_vs_local"))
+    for key in REUSE_FIGURES:
+        lines += render_reuse_widths(results.get(key))
     return "\n".join(lines) + "\n"
 
 
@@ -206,7 +208,9 @@ def render_reuse_widths(figure: dict | None) -> list[str]:
         return []
     alone = figure["alone"]
     parent = figure["parent_tuning"]
-    lines = ["", f"**Reuse across widths**: the compressed network ({figure['child']}) compiled against the records "
+    tuned_by = figure.get("tuned_by", REUSE_FIGURES["reuse_widths"][1])
+    lines = ["", f"**Reuse across widths, tuned with {tuned_by}**: the compressed network ({figure['child']}) "
+             f"compiled against the records "
              f"of its dense parent ({figure['parent']}: {parent['trials']} trials over {parent['tasks']} tasks, "
              f"{parent['seconds'] / 60:.1f} min), its other tasks tuned with a growing per-task budget, vs tuned "
              f"alone with the full budget ({alone['tuning']['trials']} trials, "
@@ -231,6 +235,9 @@ def render_reuse_widths(figure: dict | None) -> list[str]:
                if within else "not within 10% of its own full-budget latency at any step of the ladder")
     lines += ["", f"- {figure['ladder'][0]['tasks_reused']} of {figure['ladder'][0]['tasks']} tasks reused from "
               f"the parent's records; {verdict}."]
+    if "cost_model_records" in figure["ladder"][0]:
+        lines.append("- the cost model of each step was pre-trained on "
+                     + ", ".join(str(step["cost_model_records"]) for step in figure["ladder"]) + " records.")
     return lines
 
 
@@ -331,44 +338,59 @@ def ssh_vs_local(args: argparse.Namespace, results: dict) -> None:
     save(results, args)
 
 
-def reuse_across_widths(args: argparse.Namespace, results: dict) -> None:
+#: the reuse figure's ladders: results key, database role, what tuned it
+REUSE_FIGURES = {
+    "reuse_widths": ("reuse", "MetaSchedule's fresh cost model (edgekd before stop 23)"),
+    "reuse_widths_pretrained": ("reuse-pt", "the cost model pre-trained on the database's records"),
+}
+
+
+def reuse_across_widths(args: argparse.Namespace, results: dict, key: str) -> None:
     """The compressed network against its dense parent's records, per-task budget growing, vs tuned alone."""
     from edgekd.models.io import load_model
 
     compressed = next((n for n in results["networks"] if n["key"] == "mbv2_compressed"), None)
-    if "reuse_widths" in results or not args.parent or not compressed or "tuned_artifact" not in compressed:
+    if key in results or not args.parent or not compressed or "tuned_artifact" not in compressed:
         return
-    print("== reuse across widths", flush=True)
-    target = own_target(results, "reuse")
-    parent = compile_model(load_model(args.parent).model.eval(), target, args.out / "reuse-parent",
+    role, tuned_by = REUSE_FIGURES[key]
+    print(f"== reuse across widths ({tuned_by})", flush=True)
+    target = own_target(results, role)
+    parent = compile_model(load_model(args.parent).model.eval(), target, args.out / f"{role}-parent",
                            CompileOptions(model_name="parent", tune_trials=args.reuse_parent_trials,
                                           tune_max_minutes=args.reuse_parent_minutes, onnx=False))
     child = load_model(args.compressed).model.eval()
     ladder, tasks = [], None
     for per_task in args.reuse_ladder:
         trials = per_task if tasks is None else per_task * tasks  # the first compile tells the task count
-        step = compile_model(child, target, args.out / f"reuse-child-{per_task}",
+        step = compile_model(child, target, args.out / f"{role}-child-{per_task}",
                              CompileOptions(model_name="child", tune_trials=trials, onnx=False))
         tasks = step.manifest.tuning.tasks
         ladder.append((per_task, step))
     cumulative = np.cumsum([a.tuning_measured for _, a in ladder])
-    results["reuse_widths"] = {
+    results[key] = {
         "parent": str(args.parent), "child": str(args.compressed), "parent_tuning": tuning_summary(parent, None),
+        "tuned_by": tuned_by,
         "alone": {"artifact": compressed["tuned_artifact"], "tuning": compressed["runtimes"]["TVM tuned"]["tuning"]},
         "ladder": [{"per_task": k, "tasks": a.manifest.tuning.tasks, "tasks_reused": a.manifest.tuning.tasks_reused,
-                    "new_trials": int(total), "artifact": str(a.path)}
+                    "new_trials": int(total), "artifact": str(a.path),
+                    "cost_model_records": a.manifest.tuning.cost_model_records}
                    for (k, a), total in zip(ladder, cumulative, strict=True)]}
     time_reuse_ladder(args, results)
 
 
 def time_reuse_ladder(args: argparse.Namespace, results: dict) -> None:
-    """Time the reuse figure's artifacts (kept on disk: ``--retime`` times them again without tuning)."""
-    figure = results["reuse_widths"]
-    steps = {"alone": figure["alone"]} | {f"{step['per_task']}/task": step for step in figure["ladder"]}
+    """Time every reuse ladder's artifacts and the network tuned alone in one set of interleaved rounds (kept on
+    disk: ``--retime`` times them again without tuning)."""
+    figures = {key: results[key] for key in REUSE_FIGURES if key in results}
+    steps = {"alone": next(iter(figures.values()))["alone"]}
+    for key, figure in figures.items():
+        steps |= {f"{key}:{step['per_task']}/task": step for step in figure["ladder"]}
     timed = measure_rounds({name: (lambda s=step: time_artifact(Path(s["artifact"]), args.threads))
                             for name, step in steps.items()}, args.ssh_rounds)
     for name, step in steps.items():
         step.update(p50=timed[name]["p50"], round_means=timed[name]["round_means"])
+    for figure in figures.values():
+        figure["alone"] = steps["alone"]
     save(results, args)
 
 
@@ -413,6 +435,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ssh-trials", type=int, default=0, help="trials of each tuning of the SSH figure (0: skip)")
     parser.add_argument("--ssh-rounds", type=int, default=5, help="interleaved rounds of the two figures")
     parser.add_argument("--retime", action="store_true", help="time the reuse figure's kept artifacts again")
+    parser.add_argument("--reuse-pretrained", action="store_true",
+                        help="a second reuse ladder in a database of its own, tuned by this edgekd (its cost model "
+                             "pre-trained on the parent's records), timed with the first")
     args = parser.parse_args(argv)
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -427,7 +452,9 @@ def main(argv: list[str] | None = None) -> int:
         bench_network(net, args, results)
     if args.retime and "reuse_widths" in results:
         time_reuse_ladder(args, results)
-    reuse_across_widths(args, results)
+    reuse_across_widths(args, results, "reuse_widths")
+    if args.reuse_pretrained:
+        reuse_across_widths(args, results, "reuse_widths_pretrained")
     if args.ssh_trials:
         ssh_vs_local(args, results)
     return 0
