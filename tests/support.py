@@ -48,3 +48,11 @@ def tiny_profile_options():
 
     return api.ProfileOptions(levels=4, refine=0, calibration=3, heldout=2, rounds=1, runs=10, min_seconds=0.2)
 
+
+# MetaSchedule trials (a budget spread over a network's tasks) of the tune tests' compiles: the tiny quickstart
+# teacher has 30 tasks, so 3 trials each, and its pruned networks 3-5 for each new task. Two or more records per
+# workload teach the pre-trained cost model (edgekd/compile/cost_model.py) which schedules this board likes. With
+# one trial per task a candidate's new kernels were a lottery against the dense network's: CI once saw a round
+# measure as slow as the dense network, and with a warm dense reference a round adding 8 new tasks measured 1.33x
+# the dense p50.
+TUNE_TRIALS = 90

@@ -234,6 +234,9 @@ def bench(conn, device: Device, artifact: str | Path, options: BenchOptions | No
     if not manifest.runner:
         raise DeviceError(f"{artifact}: the artifact has no runner (compiled without one); recompile with the runner")
     profile = _profile(device, manifest)
+    if options.baselines and device.emulated:
+        raise DeviceError(f"{device.name}: no {options.baselines[0]} baseline on an emulated board (its timings are "
+                          f"not latency)")
     models = _baseline_models(artifact, manifest, options)  # before the board: a conversion can take a minute
     sensors = list(device.sensors or (profile.power_sensors if profile else []))
     facts = probe(conn, cache_dir=device.cache_dir, sensor_specs=[sensor_spec(s) for s in sensors],

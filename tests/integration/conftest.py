@@ -85,18 +85,12 @@ def fake_sensor(tmp_path):
     sensor.stop()
 
 
-# Trials per task that warm the tune tests' database: two or more records per workload teach the pre-trained
-# cost model (edgekd/compile/cost_model.py) which schedules this board likes, so a later compile's new tasks,
-# given one trial each, are not a lottery (one random schedule per task once put a round at 2x its aim).
-WARM_TRIALS_PER_TASK = 3
-
-
 @pytest.fixture(scope="session")
 def warm_board(sshd, user_key, tiny_teacher, tmp_path_factory):
     """A loopback board whose target is a private copy of the host profile, its tuning database warm: the tiny
-    quickstart teacher tuned on it with :data:`WARM_TRIALS_PER_TASK` trials per task (a tune test's dense
-    reference then reuses them). Yields the target profile's path; the database is removed at the end."""
-    from support import host_profile_copy
+    quickstart teacher tuned on it with :data:`TUNE_TRIALS` trials (a tune test's dense reference then reuses
+    them). Yields the target profile's path; the database is removed at the end."""
+    from support import TUNE_TRIALS, host_profile_copy
 
     from edgekd.compile import CompileOptions
     from edgekd.compile.tuning import database_dir
@@ -108,14 +102,10 @@ def warm_board(sshd, user_key, tiny_teacher, tmp_path_factory):
     known.write_text(sshd.known_hosts_line())
     device = Device(name="warm", target=str(profile), host="127.0.0.1", port=sshd.port, user="root", key=user_key,
                     known_hosts=known, cache_dir=str(root / "board-cache"))
-    model = str(tiny_teacher / "model.pt")
-    # tune_trials is a budget spread over the tasks: one trial each first, to learn how many tasks there are
-    first = compile_on_device(model, profile, root / "first", device=device,
-                              options=CompileOptions(tune_trials=1, onnx=False, runner=False))
-    tasks = first.manifest.tuning.tasks
-    warm = compile_on_device(model, profile, root / "warm", device=device,
-                             options=CompileOptions(tune_trials=WARM_TRIALS_PER_TASK * tasks, onnx=False, runner=False))
-    assert tasks > 0 and warm.manifest.tuning.tasks_tuned == tasks
+    warm = compile_on_device(str(tiny_teacher / "model.pt"), profile, root / "warm", device=device,
+                             options=CompileOptions(tune_trials=TUNE_TRIALS, onnx=False, runner=False))
+    tuning = warm.manifest.tuning
+    assert tuning.tasks_tuned == tuning.tasks > 0 and tuning.trials >= 2 * tuning.tasks
     yield profile
     for database in database_dir(profile.stem).parent.glob(f"{profile.stem}@*"):
         shutil.rmtree(database, ignore_errors=True)

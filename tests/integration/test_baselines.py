@@ -67,6 +67,10 @@ def test_no_baseline_on_an_emulated_board(tmp_path_factory, arm_board):
                         CompileOptions(input_shape=(1, 3, 32, 32)))
     with connect(arm_board) as conn, pytest.raises(DeviceError, match="emulated board"):
         bench(conn, arm_board, tx2.path, _options(threads=1, baselines=("onnxruntime",)))
+    # refused before anything is converted (no converter is there to convert with)
+    with connect(arm_board) as conn, pytest.raises(DeviceError, match="no litert baseline on an emulated board"):
+        bench(conn, arm_board, tx2.path, _options(threads=1, baselines=("litert",),
+                                                  litert_converter="/nonexistent/python"))
 
 
 def _litert_python() -> str:

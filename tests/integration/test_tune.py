@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from support import TINY_LATENCY_GRID, TINY_OVERRIDES, tiny_profile_options
+from support import TINY_LATENCY_GRID, TINY_OVERRIDES, TUNE_TRIALS, tiny_profile_options
 
 from edgekd import api
 from edgekd.cli import main
@@ -30,7 +30,7 @@ from edgekd.results.store import ResultsStore
 # Every group prunable: the quickstart's three blocks alone cannot reach 0.7x of a tuned dense network
 FREE = ["structure.blocks=[]", "structure.default=free"]
 SETS = [f"--set={o}" for o in [*TINY_OVERRIDES, *TINY_LATENCY_GRID, *FREE]]
-FAST = ["--tune-trials", "1", "--max-rounds", "2"]  # one MetaSchedule trial per task
+FAST = ["--tune-trials", str(TUNE_TRIALS), "--max-rounds", "2", "--repeats", "5"]  # 3-5 trials per new task
 UNTUNED = ["--tune-trials", "0", "--max-rounds", "2"]
 
 
@@ -64,9 +64,9 @@ def board(make_device, sshd, warm_board):
 @pytest.mark.timeout(1200)  # a profile over SSH, then up to two tuned rounds
 def test_tune_meets_a_latency_ratio_measured_on_a_loopback_board(board, tiny_teacher, tmp_path, capsys):
     run = tmp_path / "run"
-    # A wide margin (aim at 0.49x): one trial per new task, and a round lands up to ~25% off its aim (CI once saw
-    # round 2 aimed at 0.595x measure 0.735x; with a cold database and a fresh cost model, one measured above the
-    # dense network); the floor is ~0.3x
+    # A wide margin (aim at 0.49x): a few trials per new task, and a round lands up to ~25% off its aim (CI once saw
+    # round 2 aimed at 0.595x measure 0.735x); the floor is ~0.2-0.3x. Five bench rounds: this machine flips between
+    # a fast and a ~2x slower state for minutes, and a median of three once caught two slow rounds.
     code, out, err = _cli(capsys, ["tune", "--recipe", "quickstart", "--device", board.name, "--latency-ratio", "0.7",
                                    *FAST, "--margin", "0.3", "--teacher", str(tiny_teacher), "--out", str(run),
                                    "--json", *SETS])
@@ -82,12 +82,12 @@ def test_tune_meets_a_latency_ratio_measured_on_a_loopback_board(board, tiny_tea
     for index, tuned in enumerate(doc["rounds"], start=1):
         assert tuned["budgets"] and tuned["predicted_ms"] > 0 and tuned["measured_p50_ms"] > 0
         # tuned: with this compile's trials, or every task's records reused from the database (then 0 new trials)
-        assert tuned["tuned"] and tuned["tune_trials"] >= 0 and len(tuned["measured_p50s"]) == 3
+        assert tuned["tuned"] and tuned["tune_trials"] >= 0 and len(tuned["measured_p50s"]) == 5
         tuning = json.loads(Path(tuned["artifact"], "manifest.json").read_text())["tuning"]
         # the new tasks' one trial was picked by a cost model that learnt from the warm database
         assert tuning["tasks_tuned"] == 0 or tuning["cost_model_records"] >= PRETRAIN_MIN_RECORDS
         candidates = [r for r in rows if r["tune_round"] == index and r["tune_role"] == "candidate"]
-        assert len(candidates) == 3 and {r["predicted_ms"] for r in candidates} == {tuned["predicted_ms"]}
+        assert len(candidates) == 5 and {r["predicted_ms"] for r in candidates} == {tuned["predicted_ms"]}
         assert sorted(r["latency_ms_p50"] for r in candidates) == sorted(tuned["measured_p50s"])
         assert {r["compress_run"] for r in candidates} == {tuned["run_dir"]} and candidates[0]["device"] == board.name
     assert {r["tune_role"] for r in rows if r["tune_round"] == 0} == {"dense", "floor"}
