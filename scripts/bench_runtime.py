@@ -99,18 +99,22 @@ def bench_onnxruntime(onnx_path: Path, example: np.ndarray, threads: int) -> dic
 
 
 def bench_litert(artifact: Path, args: argparse.Namespace) -> dict[str, float]:
-    """The artifact's ``model.onnx`` converted to .tflite and timed by LiteRT with XNNPACK, in the separate
-    environment of ``scripts/setup_litert.sh`` (its converter pulls TensorFlow, which must not meet our torch)."""
+    """The artifact's ``model.onnx`` converted to .tflite (as ``edgekd bench --baseline litert`` converts it) and
+    timed by LiteRT with XNNPACK, in the separate environment of ``scripts/setup_litert.sh`` (its converter pulls
+    TensorFlow, which must not meet our torch)."""
     import subprocess
 
+    from edgekd.compile.litert import to_tflite
+
     python = Path(args.litert) / "bin" / "python"
-    command = [str(python), str(ROOT / "scripts" / "litert_time.py"), "--onnx", str(artifact / "model.onnx"),
-               "--input", str(artifact / "input.bin"), "--shape", "1,3,32,32", "--threads", str(args.threads),
-               "--tflite-cache", str(args.out / "tflite"), "--reference", str(artifact / "reference_output.bin")]
+    converted = to_tflite(artifact / "model.onnx", str(python), args.out / "tflite")
+    command = [str(python), str(ROOT / "scripts" / "litert_time.py"), "--tflite", str(converted.path),
+               "--onnx", str(artifact / "model.onnx"), "--input", str(artifact / "input.bin"), "--shape", "1,3,32,32",
+               "--threads", str(args.threads), "--reference", str(artifact / "reference_output.bin")]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"LiteRT failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ''}")
-    return json.loads(done.stdout)
+    return json.loads(done.stdout) | {"converter": converted.converter}
 
 
 def measure_rounds(contenders: dict, rounds: int) -> dict[str, dict]:

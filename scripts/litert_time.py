@@ -1,30 +1,28 @@
 #!/usr/bin/env python
-"""Time an ONNX model under LiteRT (XNNPACK) — runs inside the environment made by scripts/setup_litert.sh.
+"""Time a .tflite model under LiteRT (XNNPACK) — runs inside the environment made by scripts/setup_litert.sh.
 
 It must not import edgekd or torch: that environment holds TensorFlow and its own pins, kept apart from ours.
 
-The ONNX (float32, one input named ``x``, NCHW) is converted by onnx2tf to a float32 .tflite, cached in
-``--tflite-cache`` (default: the ONNX file's folder) under the ONNX file's sha256 and the converter version, so
-repeated calls do not reconvert. The model is loaded with ``ai_edge_litert.interpreter.Interpreter`` and its
-default op resolver, which applies the XNNPACK delegate to float models; ``xnnpack`` in the output says whether a
-delegate node was found in the loaded graph, ``xnnpack_whole_graph`` whether one XNNPACK partition runs the
-whole graph (input to output). Protocol as in bench_runtime.py: warm-up >= 1 run and >= 0.5 s, then >= 50 runs
-and >= 1 s; one run = set input, invoke, read output (what ONNX Runtime's ``session.run`` does).
+The .tflite is the float32 conversion of an artifact's ``model.onnx`` (one NCHW input) that
+``edgekd.compile.litert.to_tflite`` made on the host with this environment's onnx2tf (``edgekd bench --baseline
+litert`` converts the same way); the ONNX file tells the output's layout. The model is loaded with
+``ai_edge_litert.interpreter.Interpreter`` and its default op resolver, which applies the XNNPACK delegate to
+float models; ``xnnpack`` in the output says whether a delegate node was found in the loaded graph,
+``xnnpack_whole_graph`` whether one XNNPACK partition runs the whole graph (input to output). Protocol as in
+bench_runtime.py: warm-up >= 1 run and >= 0.5 s, then >= 50 runs and >= 1 s; one run = set input, invoke, read
+output (what ONNX Runtime's ``session.run`` does).
 
 Prints one JSON object on stdout; on error one line on stderr and exit status 2. Example::
 
-    ~/.cache/edgekd/litert-env/bin/python scripts/litert_time.py --onnx model.onnx --input input.bin \\
-        --shape 1,3,32,32 --threads 2 --tflite-cache /tmp/tflite --reference output.bin
+    ~/.cache/edgekd/litert-env/bin/python scripts/litert_time.py --tflite model.tflite --onnx model.onnx \\
+        --input input.bin --shape 1,3,32,32 --threads 2 --reference output.bin
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 from importlib import metadata
@@ -33,55 +31,9 @@ from pathlib import Path
 import numpy as np
 from timing_protocol import time_callable
 
-# onnx2tf reads sample images for its own accuracy checks from this file in the working directory, and
-# downloads it when absent (no internet here); random data serves those checks as well.
-ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"
-
 
 class Failure(Exception):
     """An error reported as one line on stderr."""
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def converter_name() -> str:
-    # From the metadata: importing onnx2tf would load TensorFlow (seconds) even on a cache hit.
-    return f"onnx2tf {metadata.version('onnx2tf')}"
-
-
-def convert(onnx_path: Path, cache: Path) -> Path:
-    """The cached float32 .tflite of ``onnx_path``, converting it first if needed."""
-    version = metadata.version("onnx2tf")
-    target = cache / f"{sha256(onnx_path)}.onnx2tf-{version}.float32.tflite"
-    if target.is_file():
-        return target
-    cache.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".convert-", dir=cache))
-    try:
-        np.save(work / ONNX2TF_SAMPLE, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-        # onnx2tf writes its simplified graph back over the file it is given: hand it a copy, never the
-        # artifact's own model.onnx (whose sha256 the manifest holds)
-        source = work / onnx_path.name
-        shutil.copyfile(onnx_path, source)
-        # A separate process: TensorFlow's threads and its own TFLite runtime stay out of the timed one.
-        done = subprocess.run([sys.executable, "-m", "onnx2tf", "-i", str(source), "-o", "out", "-n"],
-                              cwd=work, env=env, capture_output=True, text=True, check=False)
-        produced = work / "out" / f"{onnx_path.stem}_float32.tflite"
-        if done.returncode != 0 or not produced.is_file():
-            lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
-            last = lines[-1].strip() if lines else f"exit status {done.returncode}"
-            raise Failure(f"onnx2tf {version} failed to convert {onnx_path}: {last}")
-        os.replace(produced, target)  # atomic: concurrent callers never see a partial file
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return target
 
 
 def load_interpreter(tflite: Path, threads: int):
@@ -152,7 +104,9 @@ def measure(args: argparse.Namespace) -> dict:
         raise Failure(f"--shape must be comma-separated integers, got {args.shape!r}") from error
     example = read_float32(Path(args.input), int(np.prod(shape)), "input").reshape(shape)
 
-    tflite = convert(onnx_path, Path(args.tflite_cache) if args.tflite_cache else onnx_path.parent)
+    tflite = Path(args.tflite)
+    if not tflite.is_file():
+        raise Failure(f"no .tflite file at {tflite}")
     interpreter = load_interpreter(tflite, args.threads)
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
     if len(inputs) != 1:
@@ -182,7 +136,7 @@ def measure(args: argparse.Namespace) -> dict:
     timing = time_callable(run)
     xnnpack, whole = xnnpack_usage(interpreter)
     return timing | {"litert_version": metadata.version("ai-edge-litert"), "xnnpack": xnnpack,
-                     "xnnpack_whole_graph": whole, "converter": converter_name(), "max_abs_err": max_abs_err,
+                     "xnnpack_whole_graph": whole, "max_abs_err": max_abs_err,
                      "tflite": str(tflite.resolve())}
 
 
@@ -193,12 +147,11 @@ def usage_error(message: str):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--onnx", required=True, help="float32 ONNX model, one NCHW input named x")
+    parser.add_argument("--tflite", required=True, help="the float32 .tflite (edgekd.compile.litert.to_tflite)")
+    parser.add_argument("--onnx", required=True, help="the ONNX model it was converted from (its output layout)")
     parser.add_argument("--input", required=True, help="raw float32 input tensor (NCHW, --shape)")
     parser.add_argument("--shape", required=True, help="input shape, e.g. 1,3,32,32")
     parser.add_argument("--threads", type=int, default=2, help="LiteRT/XNNPACK threads (default 2)")
-    parser.add_argument("--tflite-cache", default=None, metavar="DIR",
-                        help="where converted models are kept (default: the ONNX file's folder)")
     parser.add_argument("--reference", default=None, help="raw float32 expected output, for max_abs_err")
     parser.error = usage_error  # one line, like every other error
     args = parser.parse_args(argv)
