@@ -12,6 +12,7 @@ accuracy checks unless the file is in its working directory (random data is writ
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -60,6 +61,7 @@ def converter_python(python: str | None = None) -> str:
     return candidate
 
 
+@functools.lru_cache(maxsize=8)  # one interpreter start per converter, not one per bench round
 def _converter_version(python: str) -> str:
     done = subprocess.run([python, "-c", "from importlib.metadata import version; print(version('onnx2tf'))"],
                           capture_output=True, text=True, check=False, timeout=120)

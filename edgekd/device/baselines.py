@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 
+from edgekd.compile import litert
 from edgekd.errors import DeviceError
 
 __all__ = ["BASELINES", "LITERT_SCRIPT", "ORT_SCRIPT", "baseline_command", "parse_baseline", "parse_output"]
@@ -150,12 +151,13 @@ def baseline_command(runtime: str, python: str, model_file: str, manifest, optio
             ",".join(str(d) for d in manifest.output.shape)]
 
 
-def default_python(runtime: str, local: bool, litert_python: str | None = None) -> str:
+def default_python(runtime: str, local: bool, litert_converter: str | None = None) -> str:
     """The interpreter a baseline runs with when none is named: ``python3`` on a board; on ``local`` this one for
-    ONNX Runtime and the LiteRT environment's (``litert_python``) for LiteRT."""
+    ONNX Runtime and the LiteRT environment's (it converted the model: :func:`edgekd.compile.litert.converter_python`)
+    for LiteRT."""
     if not local:
         return "python3"
-    return litert_python if runtime == "litert" and litert_python else sys.executable
+    return litert.converter_python(litert_converter) if runtime == "litert" else sys.executable
 
 
 def parse_output(device: str, result, runtime: str = "onnxruntime") -> dict:

@@ -336,8 +336,7 @@ def _run_baseline(conn, device: Device, manifest, stage_dir: str, model_file: st
     if tvm.emulated:
         raise DeviceError(f"{device.name}: no {runtime} baseline on an emulated board (its timings are not latency)")
     local = isinstance(conn, LocalConnection)
-    python = options.baseline_python or baselines.default_python(
-        runtime, local, litert.converter_python(options.litert_converter) if runtime == "litert" and local else None)
+    python = options.baseline_python or baselines.default_python(runtime, local, options.litert_converter)
     cmd = baselines.baseline_command(runtime, python, model_file, manifest, options, threads)
     started = time.perf_counter()
     env = {"OMP_NUM_THREADS": str(threads)}
