@@ -355,15 +355,35 @@ def next_ask(floor: tuple[float, float], dense_predicted: float, rounds: list[Me
     point that measured slower than a network predicted slower (a tuned kernel's schedule can be far off the
     model's order), and then without the bound the next round would ask as much again. 3. The learner's last
     network came in at ``predicted`` for ``ask``: the ask is scaled by that ratio (within 0.8..1.25). The result
-    lies between the floor's and the dense network's predicted latency."""
+    lies between the floor's and the dense network's predicted latency.
+
+    A curve that bows above its chords (measured latency falling slower than predicted) makes every interpolation
+    toward the floor land short again — regula falsi's stall with a fixed end, seen as 0.75 → 0.69 → … toward 0.6
+    in the benchmark. So after ``k ≥ 2`` misses in a row the floor's share offset from the wanted share is halved
+    ``k − 1`` times (the Illinois rule, :func:`floor_weighted`): each further miss steps further."""
     floor_p, _floor_share = floor
-    wanted = predicted_for([floor, (dense_predicted, 1.0)] + [(r.predicted_ms, r.share) for r in rounds],
-                           wanted_share)
+    points = [floor_weighted(floor, rounds, wanted_share), (dense_predicted, 1.0)]
+    wanted = predicted_for(points + [(r.predicted_ms, r.share) for r in rounds], wanted_share)
     for missed in (r for r in rounds if r.share > wanted_share):
         wanted = min(wanted, missed.predicted_ms * wanted_share / missed.share)
     if rounds:
         wanted *= min(1.25, max(0.8, rounds[-1].ask_ms / rounds[-1].predicted_ms))
     return min(dense_predicted, max(floor_p, wanted))
+
+
+def floor_weighted(floor: tuple[float, float], rounds: list[MeasuredRound], wanted_share: float
+                   ) -> tuple[float, float]:
+    """The floor point as the curve uses it: after ``k ≥ 2`` trailing misses (rounds measured above
+    ``wanted_share``), its share moved halfway toward ``wanted_share`` ``k − 1`` times (Illinois)."""
+    predicted, share = floor
+    misses = 0
+    for measured in reversed(rounds):
+        if measured.share <= wanted_share:
+            break
+        misses += 1
+    if misses < 2 or share >= wanted_share:
+        return floor
+    return predicted, wanted_share - (wanted_share - share) / 2 ** (misses - 1)
 
 
 def predicted_for(points: list[tuple[float, float]], share: float) -> float:

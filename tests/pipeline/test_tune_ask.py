@@ -42,3 +42,17 @@ def test_the_ask_stays_between_the_floor_and_the_dense_network():
     assert next_ask(FLOOR, DENSE, [], 1.5) == pytest.approx(6.0)
     missed = MeasuredRound(ask_ms=1.2, predicted_ms=1.2, share=0.9)
     assert next_ask(FLOOR, DENSE, [missed], 0.3) == pytest.approx(1.0)
+
+
+def test_misses_in_a_row_step_further_than_the_chord_to_the_floor():
+    # the curve bows above its chords: 0.8 then 0.75 for a wanted 0.6. The chord floor → round 2 alone would ask
+    # 2.4 ms and land short again; with two misses the floor's offset (0.6 − 0.25) is halved (Illinois)
+    first = MeasuredRound(ask_ms=4.0, predicted_ms=4.0, share=0.8)
+    second = MeasuredRound(ask_ms=3.0, predicted_ms=3.0, share=0.75)
+    floor_share = 0.6 - (0.6 - 0.25) / 2
+    ask = next_ask(FLOOR, DENSE, [first, second], 0.6)
+    assert ask == pytest.approx(1.0 + (0.6 - floor_share) / (0.75 - floor_share) * 2.0)
+    assert ask < 1.0 + (0.6 - 0.25) / (0.75 - 0.25) * 2.0
+    third = MeasuredRound(ask_ms=ask, predicted_ms=ask, share=0.7)  # a third miss halves it again
+    assert next_ask(FLOOR, DENSE, [first, second, third], 0.6) < 1.0 + (0.6 - floor_share) / (0.7 - floor_share) * (
+        ask - 1.0)
