@@ -599,10 +599,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--min-seconds", type=float, default=1.0, help="seconds per runner invocation (at least)")
     parser.add_argument("--no-onnxruntime", action="store_true", help="do not time ONNX Runtime beside TVM")
     parser.add_argument("--baseline-python", default=None, help="the board's Python with onnxruntime")
-    parser.add_argument("--profile-levels", type=int, default=6, help="latency profile: lattice widths per axis")
+    parser.add_argument("--profile-levels", type=int, default=api.ProfileOptions.levels,
+                        help="latency profile: lattice widths per axis")
     parser.add_argument("--profile-calibration", type=int, default=6, help="latency profile: calibration networks")
     parser.add_argument("--profile-heldout", type=int, default=40, help="latency profile: held-out networks")
-    parser.add_argument("--profile-refine", type=int, default=2, help="latency profile: refinement passes")
+    parser.add_argument("--profile-refine", type=int, default=api.ProfileOptions.refine,
+                        help="latency profile: refinement passes")
     parser.add_argument("--results", default=None, help="results store (default: the user's)")
     parser.add_argument("--torch-threads", type=int, default=2)
     parser.add_argument("--report-only", action="store_true", help="rewrite the docs section from cached cells")

@@ -23,7 +23,11 @@ def profile(recipe: str = RecipeOpt, device: str = DeviceOpt, mode: str = ModeOp
             set_: list[str] = SetOpt,
             grid: int = typer.Option(0, "--grid", min=0,
                                      help="Channel multiple (default: the recipe's round_to, else the target's)."),
-            levels: int = typer.Option(6, "--levels", min=2, help="Lattice widths per varying axis of an op family."),
+            levels: int = typer.Option(None, "--levels", min=2,
+                                       help="Lattice widths per varying axis of an op family [default: 8]."),
+            refine: int = typer.Option(None, "--refine", min=0,
+                                       help="Passes adding lattice levels where an interval's midpoint is "
+                                            "mispredicted by > 5% [default: 0]."),
             calibration: int = typer.Option(6, "--calibration", min=1, help="Whole networks fitting α, β."),
             heldout: int = typer.Option(40, "--heldout", min=0, help="Held-out whole networks for the ±10% share."),
             rounds: int = typer.Option(3, "--rounds", min=1, help="Interleaved repeats of every whole network."),
@@ -36,8 +40,9 @@ def profile(recipe: str = RecipeOpt, device: str = DeviceOpt, mode: str = ModeOp
     if mode not in ("untuned", "tuned"):
         raise api.ConfigError(f"--mode {mode!r}: expected untuned or tuned")
     resolved = api.load_recipe(recipe, overrides=set_, data_root=data)
-    options = api.ProfileOptions(mode=mode, grid=grid, levels=levels, calibration=calibration, heldout=heldout,
-                                 rounds=rounds, seed=seed)
+    lattice = {key: value for key, value in (("levels", levels), ("refine", refine)) if value is not None}
+    options = api.ProfileOptions(mode=mode, grid=grid, calibration=calibration, heldout=heldout, rounds=rounds,
+                                 seed=seed, **lattice)
     model = api.profile_recipe(resolved, device, options)
     _render(model, json_)
 
