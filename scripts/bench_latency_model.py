@@ -13,7 +13,8 @@ staircase in channel count). Tuned mode is listed with the reason it is not meas
 
 Resumable: finished cells are kept in ``OUT/cells/<family>-<mode>.json`` (outside the work tree) and skipped; an
 interrupted profile re-measures only what is missing (kernel points are cached by content in the user cache).
-The table goes into the ``## Latency model`` section of ``docs/benchmarks.md`` (``--docs``) after every cell.
+The table goes into the ``## Latency model: held-out accuracy (bench script)`` section of ``docs/benchmarks.md``
+(``--docs``) after every cell.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgekd import api  # noqa: E402
-from edgekd.atomic import atomic_write_json, atomic_write_text  # noqa: E402
+from edgekd.atomic import atomic_write_json  # noqa: E402
 from edgekd.paths import cache_dir  # noqa: E402
+from edgekd.results.markdown import write_section  # noqa: E402
 
 FAMILIES = {"quickstart": ("quickstart", []), "mbv2": ("mbv2", ["data.root=" + str(ROOT.parent / "shared" / "data")])}
-SECTION = "## Latency model"
+SECTION = "## Latency model: held-out accuracy (bench script)"
 
 
 def run_cell(family: str, mode: str, args) -> dict:
@@ -83,19 +85,12 @@ def staircase(cells: list[dict]) -> str:
     return "\n".join(out)
 
 
-def write_docs(path: Path, cells: list[dict], command: str) -> None:
-    text = path.read_text() if path.is_file() else "# Benchmarks\n"
-    body = (f"{SECTION}\n\nCommand: `{command}` (resumable; cells in `~/.cache/edgekd/bench-latency/cells`). "
-            "Kernels over a width lattice are timed on the board by `edgekd-timer`; whole networks by `edgekd-runner` "
-            "(p50, median of interleaved rounds). Held-out configurations are random per-group widths on the "
-            "channel grid that the calibration never saw.\n\n" + table(cells) + "\n" + staircase(cells) + "\n")
-    if SECTION in text:
-        head, _, rest = text.partition(SECTION)
-        tail = rest.split("\n## ", 1)
-        text = head + body + ("\n## " + tail[1] if len(tail) > 1 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + body
-    atomic_write_text(path, text)
+def write_docs(path: Path, cells: list[dict], command: str, out: Path) -> None:
+    body = (f"Command: `{command}` (resumable; cells in `{out}/cells`). Kernels over a width lattice are timed on the "
+            "board by `edgekd-timer`; whole networks by `edgekd-runner` (p50, median of interleaved rounds). Held-out "
+            "configurations are random per-group widths on the channel grid that the calibration never saw.\n\n"
+            + table(cells) + "\n" + staircase(cells) + "\n")
+    write_section(path, SECTION, body)
 
 
 def main() -> None:
@@ -123,7 +118,7 @@ def main() -> None:
                 cell = run_cell(family, mode, args)
                 atomic_write_json(path, cell)
             cells.append(cell)
-            write_docs(args.docs, cells, command.strip())
+            write_docs(args.docs, cells, command.strip(), args.out)
             s = cell["summary"]
             print(f"{family} {mode}: {100 * s['heldout']['within_10pct']:.0f}% within ±10% of "
                   f"{s['heldout']['configurations']}, noise {s['noise_pct']}%, {cell['wall_s'] / 60:.1f} min",
