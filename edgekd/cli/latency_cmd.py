@@ -31,6 +31,9 @@ def profile(recipe: str = RecipeOpt, device: str = DeviceOpt, mode: str = ModeOp
             calibration: int = typer.Option(6, "--calibration", min=1, help="Whole networks fitting α, β."),
             heldout: int = typer.Option(40, "--heldout", min=0, help="Held-out whole networks for the ±10% share."),
             rounds: int = typer.Option(3, "--rounds", min=1, help="Interleaved repeats of every whole network."),
+            tune_trials: int = typer.Option(None, "--tune-trials", min=1,
+                                            help="--mode tuned: MetaSchedule trials per task, for every lattice "
+                                                 "kernel and every new task of the whole networks [default: 8]."),
             seed: int = typer.Option(0, "--seed"),
             json_: bool = JsonOpt) -> None:
     """Measure the recipe's network family on the device (kernels over a width lattice, whole networks to
@@ -40,7 +43,8 @@ def profile(recipe: str = RecipeOpt, device: str = DeviceOpt, mode: str = ModeOp
     if mode not in ("untuned", "tuned"):
         raise api.ConfigError(f"--mode {mode!r}: expected untuned or tuned")
     resolved = api.load_recipe(recipe, overrides=set_, data_root=data)
-    lattice = {key: value for key, value in (("levels", levels), ("refine", refine)) if value is not None}
+    given = (("levels", levels), ("refine", refine), ("tune_trials", tune_trials))
+    lattice = {key: value for key, value in given if value is not None}
     options = api.ProfileOptions(mode=mode, grid=grid, calibration=calibration, heldout=heldout, rounds=rounds,
                                  seed=seed, **lattice)
     model = api.profile_recipe(resolved, device, options)

@@ -60,9 +60,9 @@ from edgekd.config.target import TargetProfile
 from edgekd.errors import CompileError, ToolchainError
 from edgekd.paths import cache_dir
 
-__all__ = ["TuningResult", "database_dir", "board_key", "tune_module", "ensure_measurable", "register_fast_build",
-           "make_builder", "FAST_BUILD_FUNC", "FAST_EXPORT_FUNC", "MEASURE_BACKENDS", "BUILD_TIMEOUT_S",
-           "MeasureFactory"]
+__all__ = ["TuningResult", "database_dir", "board_key", "tune_module", "tune_tasks", "task_key", "read_ledger",
+           "ensure_measurable", "register_fast_build", "make_builder", "FAST_BUILD_FUNC", "FAST_EXPORT_FUNC",
+           "MEASURE_BACKENDS", "BUILD_TIMEOUT_S", "MeasureFactory"]
 
 FAST_BUILD_FUNC = "edgekd.meta_schedule.build"
 #: ``on_batch(trials, task name, fastest mean ms or None)``, called after each measured batch
@@ -272,14 +272,16 @@ def _locked(directory: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _task_key(task: Any, target: Any) -> str:
+def task_key(task: Any, target: Any) -> str:
+    """A task's ledger key: the structural hash of its workload and a digest of the target."""
     import tvm_ffi
 
     target_digest = hashlib.sha256(str(target).encode()).hexdigest()[:16]
     return f"{tvm_ffi.structural_hash(task.dispatched[0]) & (2**64 - 1):016x}-{target_digest}"
 
 
-def _read_ledger(directory: Path) -> dict[str, dict[str, Any]]:
+def read_ledger(directory: Path) -> dict[str, dict[str, Any]]:
+    """The trials given to each task of a database (:func:`task_key` → ``{task, trials}``)."""
     path = directory / LEDGER_NAME
     if not path.is_file():
         return {}
@@ -311,17 +313,30 @@ def tune_module(mod: Any, target: Any, profile: TargetProfile, trials: int,
     """
     from tvm.s_tir import meta_schedule as ms
 
+    tasks = ms.relax_integration.extract_tasks(mod, target)
+    per_task = max(1, math.ceil(trials / len(tasks))) if tasks else 0
+    return tune_tasks(tasks, target, profile, per_task, max_minutes, clock, measure=measure, board=board,
+                      on_batch=on_batch)
+
+
+def tune_tasks(tasks: list[Any], target: Any, profile: TargetProfile, per_task: int,
+               max_minutes: float | None = None, clock: Callable[[], float] = time.monotonic, *,
+               measure: MeasureFactory | None = None, board: str | None = None,
+               on_batch: BatchCallback | None = None) -> TuningResult:
+    """Tune MetaSchedule's extracted ``tasks`` that have fewer than ``per_task`` trials in the target's ledger,
+    ``per_task`` trials each (:func:`tune_module` spreads a network's budget over its tasks; the latency profiler
+    gives every kernel of its lattice the same number). Tasks repeated in ``tasks`` are tuned once. The other
+    arguments are :func:`tune_module`'s."""
+    from tvm.s_tir import meta_schedule as ms
+
     started = time.perf_counter()
     directory = database_dir(profile.name, board)
     with _locked(directory):
-        tasks = ms.relax_integration.extract_tasks(mod, target)
         if not tasks:
             return TuningResult(directory, 0, 0, 0, 0, 0, time.perf_counter() - started)
-        per_task = max(1, math.ceil(trials / len(tasks)))
-        ledger = _read_ledger(directory)
-        keys = [_task_key(task, target) for task in tasks]
-        todo = [(task, key) for task, key in zip(tasks, keys, strict=True)
-                if ledger.get(key, {}).get("trials", 0) < per_task]
+        ledger = read_ledger(directory)
+        unique = {task_key(task, target): task for task in tasks}
+        todo = [(task, key) for key, task in unique.items() if ledger.get(key, {}).get("trials", 0) < per_task]
         database = ms.database.JSONDatabase(work_dir=str(directory))
         before = len(database)
         pretrained_on = 0
@@ -335,7 +350,7 @@ def tune_module(mod: Any, target: Any, profile: TargetProfile, trials: int,
                 ledger[key] = {"task": task.task_name, "trials": trials_done}
             atomic_write_json(directory / LEDGER_NAME, ledger)
         measured = len(database) - before
-    return TuningResult(directory, per_task, len(tasks), len(todo), len(tasks) - len(todo), measured,
+    return TuningResult(directory, per_task, len(unique), len(todo), len(unique) - len(todo), measured,
                         time.perf_counter() - started, pretrained_on)
 
 

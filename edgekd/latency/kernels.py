@@ -24,7 +24,7 @@ from torch import nn
 
 from edgekd.structure.groups import OpInfo
 
-__all__ = ["OpShape", "Kernel", "op_shape", "family_key", "op_module", "build_kernels"]
+__all__ = ["OpShape", "Kernel", "op_shape", "family_key", "op_module", "op_tasks", "build_kernels"]
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,18 @@ def kernel_key(prim_module: Any, target: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def op_tasks(shape: OpShape, target: Any, tuned: bool) -> list[Any]:
+    """MetaSchedule's extracted tasks of ``shape``'s op as a compile prepares them (``tuned``: with the weight
+    layout rewrite a tuned compile lets MetaSchedule pick)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from edgekd.compile.build import import_model, prepare_module
+
+    module, input_shape = op_module(shape)
+    mod = prepare_module(import_model(module, torch.zeros(input_shape)), target, weight_prepack=tuned)
+    return list(ms.relax_integration.extract_tasks(mod, target))
+
+
 def build_kernels(shape: OpShape, target: Any, compiler: str | None, out_dir: Path,
                   database: Any = None) -> list[Kernel]:
     """Build the fused kernels of ``shape`` for ``target`` into ``out_dir`` (one ``.so`` each, linked with the
@@ -150,18 +162,14 @@ def build_kernels(shape: OpShape, target: Any, compiler: str | None, out_dir: Pa
         CompileError: TVM could not import or build the op.
     """
     import tvm
-    from tvm.s_tir import meta_schedule as ms
     from tvm.support import cc
 
-    from edgekd.compile.build import import_model, prepare_module
     from edgekd.errors import CompileError, first_line
 
-    module, input_shape = op_module(shape)
-    mod = prepare_module(import_model(module, torch.zeros(input_shape)), target, weight_prepack=database is not None)
     kernels = []
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        tasks = ms.relax_integration.extract_tasks(mod, target)
+        tasks = op_tasks(shape, target, tuned=database is not None)
         for index, task in enumerate(tasks):
             prim, tuned = _scheduled(task.dispatched[0], target, database)
             key = kernel_key(prim, target)

@@ -18,6 +18,12 @@ How (the numbers behind the choice are in ``docs/benchmarks.md``):
    random ones) fit α, β of ``network = α · Σ ops + β``; held-out ones, never seen by the fit, give the share
    predicted within ±10% and ±5%.
 
+Tuned mode (``mode="tuned"``, the mode deployed artifacts use): before a lattice point is measured, the tasks of
+its op are tuned into the board's database with ``tune_trials`` trials each (:class:`_Tuning`, MetaSchedule timed
+on the board, chunks of 64 tasks, resumable through the ledger), and its kernels are built with the best
+schedules; every whole network is compiled as ``edgekd compile --device`` would, its new tasks tuned with as many
+trials. The model records the database's digest: a later compile that tunes into it makes the model stale.
+
 An emulated board is refused (its timings are the emulator's, not latency).
 """
 
@@ -35,6 +41,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -44,7 +51,7 @@ from torch import nn
 from edgekd.atomic import atomic_write_json
 from edgekd.compile.api import CompileOptions, compile_model
 from edgekd.compile.artifact import utc_now
-from edgekd.compile.tuning import board_key, database_dir
+from edgekd.compile.tuning import board_key, database_dir, read_ledger, task_key, tune_tasks
 from edgekd.config.devices import Device
 from edgekd.config.target import TargetProfile
 from edgekd.device import connect
@@ -54,7 +61,7 @@ from edgekd.device.probe import check_fits, probe
 from edgekd.device.tuning_runner import BoardMeasurer, Candidate, EvaluatorSettings
 from edgekd.errors import CompileError, ConfigError, DeviceError
 from edgekd.latency.design import FamilyPlan, dense_widths, lattices, masks_for, op_widths, random_widths
-from edgekd.latency.kernels import Kernel, OpShape, build_kernels
+from edgekd.latency.kernels import Kernel, OpShape, build_kernels, op_tasks
 from edgekd.latency.model import (
     Calibration,
     LatencyModel,
@@ -90,8 +97,11 @@ class ProfileOptions:
         rounds: interleaved repeats of every whole network.
         seed: of the random configurations.
         runs, min_seconds: ``edgekd-runner``'s timed runs per whole-network measurement.
-        jobs: whole networks compiled at once (worker processes).
+        jobs: whole networks compiled at once (worker processes; tuned mode compiles one at a time).
         timer: the kernel timer's statistics.
+        tune_trials: tuned mode: MetaSchedule trials per task, for every lattice kernel and every new task of the
+            whole networks (tasks the target's ledger already gives as many are reused, so an interrupted profile
+            resumes its tuning).
     """
 
     mode: str = "untuned"
@@ -109,6 +119,7 @@ class ProfileOptions:
     jobs: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
     timer: EvaluatorSettings = field(default_factory=lambda: EvaluatorSettings(number=1, repeat=5,
                                                                               min_repeat_ms=20.0))
+    tune_trials: int = 8
 
 
 def predict_raw(tables: dict[str, Table], ops: dict[str, str], widths: dict[str, tuple[int, int]]) -> float:
@@ -135,26 +146,29 @@ def fit_calibration(raw: list[float], measured: list[float]) -> Calibration:
 
 class _PointCache:
     """Measured lattice points by content: ``<cache>/latency/points/<board>/<digest>.json``, the digest over the op
-    shape, the target, the kernels' schedules (untuned, or the tuning database's digest), the threads and the timer
-    settings. A second profile of the same family, or of another family sharing op shapes, re-measures nothing."""
+    shape, the target, the kernels' schedules (``untuned``, or a digest of the ledger entries of the point's tasks:
+    their records change only when their trials do), the threads and the timer settings. A second profile of the
+    same family, or of another family sharing op shapes, re-measures nothing."""
 
     def __init__(self, board: str, context: dict) -> None:
         self.root = cache_dir() / "latency" / "points" / board
         self.context = context
 
-    def _path(self, shape: OpShape) -> Path:
-        text = json.dumps({"shape": asdict(shape), **self.context}, sort_keys=True, default=str)
+    def _path(self, shape: OpShape, schedules: str) -> Path:
+        text = json.dumps({"shape": asdict(shape), **self.context, "schedules": schedules}, sort_keys=True,
+                          default=str)
         return self.root / f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.json"
 
-    def get(self, shape: OpShape) -> float | None:
+    def get(self, shape: OpShape, schedules: str) -> float | None:
         try:
-            return float(json.loads(self._path(shape).read_text())["ms"])
+            return float(json.loads(self._path(shape, schedules).read_text())["ms"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def put(self, shape: OpShape, ms: float, kernels: list[dict]) -> None:
-        atomic_write_json(self._path(shape), {"ms": ms, "shape": asdict(shape), "kernels": kernels, **self.context,
-                                              "created": utc_now()})
+    def put(self, shape: OpShape, schedules: str, ms: float, kernels: list[dict]) -> None:
+        atomic_write_json(self._path(shape, schedules), {"ms": ms, "shape": asdict(shape), "kernels": kernels,
+                                                         **self.context, "schedules": schedules,
+                                                         "created": utc_now()})
 
 
 def _median_ms(costs: list[float]) -> float:
@@ -195,9 +209,10 @@ def _add_level(plan: FamilyPlan, a_in: int, a_out: int) -> int:
 class _PointMeasurer:
     """Lattice points → milliseconds (Σ weight × kernel time), from the cache or built and timed on the board."""
 
-    def __init__(self, profiler: _Profiler, conn, cache: _PointCache, target, compiler: str | None, database) -> None:
+    def __init__(self, profiler: _Profiler, conn, cache: _PointCache, target, compiler: str | None,
+                 tuning: _Tuning | None) -> None:
         self.profiler, self.conn, self.cache = profiler, conn, cache
-        self.target, self.compiler, self.database = target, compiler, database
+        self.target, self.compiler, self.tuning = target, compiler, tuning
         self.values: dict[tuple[str, int, int], float] = {}
         self.stats = {"points": 0, "points_cached": 0, "kernels_timed": 0, "kernels_untuned": 0, "build_s": 0.0,
                       "time_kernels_s": 0.0}
@@ -206,28 +221,29 @@ class _PointMeasurer:
         return [[self.values[(plan.family, a, b)] for b in plan.a_out] for a in plan.a_in]
 
     def __call__(self, shapes: dict[tuple[str, int, int], OpShape]) -> dict[tuple[str, int, int], float]:
+        new = {point: shape for point, shape in shapes.items() if point not in self.values}
+        schedules = self.tuning.prepare(new) if self.tuning else dict.fromkeys(new, "untuned")
         todo = {}
-        for point, shape in shapes.items():
-            if point in self.values:
-                continue
+        for point, shape in new.items():
             self.stats["points"] += 1
-            cached = self.cache.get(shape)
+            cached = self.cache.get(shape, schedules[point])
             if cached is not None:
                 self.values[point] = cached
                 self.stats["points_cached"] += 1
             else:
                 todo[point] = shape
         if todo:
-            self._measure(todo)
+            self._measure(todo, schedules)
         return {point: self.values[point] for point in shapes}
 
-    def _measure(self, todo: dict[tuple[str, int, int], OpShape]) -> None:
+    def _measure(self, todo: dict[tuple[str, int, int], OpShape], schedules: dict[tuple[str, int, int], str]) -> None:
         say = self.profiler.say
         started = time.perf_counter()
+        database = self.tuning.database() if self.tuning else None
         with tempfile.TemporaryDirectory(prefix="edgekd-kernels-") as scratch:
             built: dict[tuple[str, int, int], list[Kernel]] = {}
             for index, (point, shape) in enumerate(todo.items()):
-                built[point] = build_kernels(shape, self.target, self.compiler, Path(scratch), self.database)
+                built[point] = build_kernels(shape, self.target, self.compiler, Path(scratch), database)
                 say("build kernels", index + 1, len(todo))
             self.stats["build_s"] = round(self.stats["build_s"] + time.perf_counter() - started, 1)
             unique = {k.key: k for kernels in built.values() for k in kernels}
@@ -238,8 +254,8 @@ class _PointMeasurer:
             self.stats["time_kernels_s"] = round(self.stats["time_kernels_s"] + time.perf_counter() - started, 1)
         for point, kernels in built.items():
             self.values[point] = sum(k.weight * timed[k.key] for k in kernels)
-            self.cache.put(todo[point], self.values[point], [{"name": k.name, "weight": k.weight, "ms": timed[k.key],
-                                                              "tuned": k.tuned} for k in kernels])
+            record = [{"name": k.name, "weight": k.weight, "ms": timed[k.key], "tuned": k.tuned} for k in kernels]
+            self.cache.put(todo[point], schedules[point], self.values[point], record)
 
 
 class _PhaseBars:
@@ -285,21 +301,8 @@ class _Profiler:
         return build.make_target(self.profile.tvm_target.as_tvm_dict(host_cpu=host_cpu)), \
             get_toolchain(self.profile).compiler()
 
-    def _database(self, board: str):
-        if self.options.mode == "untuned":
-            return None, None, None
-        directory = database_dir(self.profile.name, None if self.device.is_local and self.profile.is_host else board)
-        digest = tuning_digest(directory)
-        if digest is None:
-            raise ConfigError(f"latency profile --mode tuned: no tuning records for target {self.profile.name} on "
-                              f"{self.device.name} ({directory}); tune first (edgekd compile MODEL --target "
-                              f"{self.profile.name} --device {self.device.name} --tune-trials N) or profile untuned")
-        from tvm.s_tir import meta_schedule as ms
-
-        return ms.database.JSONDatabase(work_dir=str(directory)), digest, directory
-
     # ------------------------------------------------------------------ kernels
-    def _tables(self, conn, plans: list[FamilyPlan], board: str, threads: int, database, digest: str | None
+    def _tables(self, conn, plans: list[FamilyPlan], board: str, threads: int, tuning: _Tuning | None
                 ) -> dict[str, Table]:
         """Measure every family's lattice, then refine it where it is too coarse: the on-grid midpoint of each
         interval of a varying axis is measured at both ends of the other axis, and when the table mispredicts it
@@ -307,10 +310,10 @@ class _Profiler:
         error exceeds 10%; untuned TVM kernels have steps of 10x between neighbouring widths)."""
         target, compiler = self._target()
         timer = self.options.timer
-        cache = _PointCache(board, {"target": str(target), "schedules": digest or "untuned", "threads": threads,
+        cache = _PointCache(board, {"target": str(target), "threads": threads,
                                     "timer": [timer.number, timer.repeat, timer.min_repeat_ms],
                                     "runtime": runtime_versions()})
-        measure = _PointMeasurer(self, conn, cache, target, compiler, database)
+        measure = _PointMeasurer(self, conn, cache, target, compiler, tuning)
         by_family = {plan.family: plan for plan in plans}
         for refinement in range(self.options.refine + 1):
             measure({(p.family, a, b): self._shape(p, a, b) for p in plans for a, b in p.points()})
@@ -366,18 +369,17 @@ class _Profiler:
         return timed
 
     # ------------------------------------------------------------------ whole networks
-    def _networks(self, conn, graph: ChannelGraph, configs: list[dict[int, int]], database_used: bool
+    def _networks(self, conn, graph: ChannelGraph, configs: list[dict[int, int]], tuning: _Tuning | None
                   ) -> list[list[float]]:
-        """Per configuration, the p50 (ms) of each interleaved round."""
-        if database_used:
-            raise ConfigError("latency profile --mode tuned: whole-network checks of tuned kernels are not "
-                              "implemented yet; profile untuned")
+        """Per configuration, the p50 (ms) of each interleaved round (tuned mode: each network compiled as a
+        deployed one is, its new tasks tuned with ``tune_trials`` each)."""
         options = BenchOptions(runs=self.options.runs, min_seconds=self.options.min_seconds, warmup_seconds=0.2,
                                repeat=1, power=False)
         p50s: list[list[float]] = [[] for _ in configs]
         with tempfile.TemporaryDirectory(prefix="edgekd-profile-nets-") as scratch:
             started = time.perf_counter()
-            artifacts = self._compile_all(graph, configs, Path(scratch))
+            artifacts = (tuning.compile_networks(graph, configs, Path(scratch)) if tuning
+                         else self._compile_all(graph, configs, Path(scratch)))
             self.stats["compile_networks_s"] = round(time.perf_counter() - started, 1)
             started = time.perf_counter()
             total, done = len(configs) * self.options.rounds, 0
@@ -450,9 +452,11 @@ class _Profiler:
                        glibc_floor=self.profile.glibc_floor)
             board = board_key(facts.arch, facts.cpu_model, facts.emulated, facts.cpu_count)
             threads = self.profile.threads.default
-            database, digest, records = self._database(board)
-            tables = self._tables(conn, plans, board, threads, database, digest)
-            p50s = self._networks(conn, graph, calibration + heldout, database is not None)
+            tuning = _Tuning(self, conn, board) if opts.mode == "tuned" else None
+            tables = self._tables(conn, plans, board, threads, tuning)
+            p50s = self._networks(conn, graph, calibration + heldout, tuning)
+            if tuning is not None:
+                self.stats.update(tuning.stats)
         raw = [predict_raw(tables, ops, op_widths(graph, masks_for(graph, w))) for w in calibration + heldout]
         measured = [statistics.median(p) for p in p50s]
         cal = fit_calibration(raw[:len(calibration)], measured[:len(calibration)])
@@ -464,12 +468,101 @@ class _Profiler:
             device=self.device.name, target=self.profile.name, board=board, arch=facts.arch,
             cpu_model=facts.cpu_model, governor=facts.governor, threads=threads,
             affinity=list(self.profile.threads.affinity or []), runtime=runtime_versions(), mode=opts.mode,
-            tuning_digest=digest, records=str(records) if records else None,
+            tuning_digest=tuning_digest(tuning.directory) if tuning else None,
+            records=str(tuning.directory) if tuning else None,
             timer={"number": opts.timer.number, "repeat": opts.timer.repeat, "min_repeat_ms": opts.timer.min_repeat_ms},
             created=utc_now(), edgekd=importlib.metadata.version("edgekd"))
         return LatencyModel(network=self.network, grid=opts.grid, ops=ops, tables=tables, calibration=cal,
                             provenance=provenance, validation=validation, stats=self.stats,
                             dense_ms=cal.alpha * raw[0] + cal.beta_ms)
+
+
+class _Tuning:
+    """Tuned mode: tasks tuned into the target's database (``tune_trials`` each, timed on the profiled board) before
+    they are measured — the lattice's kernels, then each whole network's new tasks — so every number is of the
+    schedules a deployed compile applies. The database is the board's, as ``edgekd compile --device`` uses it."""
+
+    CHUNK = 64  # tasks per MetaSchedule session: the ledger is written after each, so an interruption loses little
+
+    def __init__(self, profiler: _Profiler, conn, board: str) -> None:
+        self.profiler, self.conn = profiler, conn
+        self.device, self.profile, self.trials = profiler.device, profiler.profile, profiler.options.tune_trials
+        local = self.device.is_local and not self.device.exec_prefix and self.profile.is_host
+        self.board = None if local else board  # the host measures its own candidates (edgekd compile does too)
+        self.directory = database_dir(self.profile.name, self.board)
+        self.target, _compiler = profiler._target()
+        self.stats = {"tasks_tuned": 0, "tune_s": 0.0}
+
+    def database(self):
+        from tvm.s_tir import meta_schedule as ms
+
+        return ms.database.JSONDatabase(work_dir=str(self.directory))
+
+    @contextmanager
+    def _runner(self):
+        """The measure factory for MetaSchedule (None: this host), the board's run lock held."""
+        if self.board is None:
+            yield None
+            return
+        measurer = BoardMeasurer(self.conn, self.device, self.profile, relock=True, lock_timeout=60.0)
+        with board_lock(self.conn, self.device, what=f"tuning for a latency profile of {self.profile.name}"):
+            try:
+                yield measurer.runner
+            finally:
+                measurer.close()
+        if measurer.lost:
+            raise DeviceError(f"latency profile on {self.device.name}: the board was lost while tuning "
+                              f"({measurer.lost}); run the profile again to go on (tuned tasks are kept)")
+
+    def tune(self, tasks: list, what: str) -> None:
+        started = time.perf_counter()
+        ledger = read_ledger(self.directory)
+        todo = list({task_key(t, self.target): t for t in tasks
+                     if ledger.get(task_key(t, self.target), {}).get("trials", 0) < self.trials}.values())
+        for start in range(0, len(todo), self.CHUNK):
+            with self._runner() as measure:
+                result = tune_tasks(todo[start:start + self.CHUNK], self.target, self.profile, self.trials,
+                                    measure=measure, board=self.board)
+            self.stats["tasks_tuned"] += result.tasks_tuned
+            self.profiler.say(what, min(start + self.CHUNK, len(todo)), len(todo))
+        self.stats["tune_s"] = round(self.stats["tune_s"] + time.perf_counter() - started, 1)
+
+    def prepare(self, shapes: dict[tuple[str, int, int], OpShape]) -> dict[tuple[str, int, int], str]:
+        """Tune the tasks of ``shapes``' ops; per point, a digest of its tasks' ledger entries (the cache tag of
+        its schedules)."""
+        keys: dict[tuple[str, int, int], list[str]] = {}
+        tasks = []
+        for point, shape in shapes.items():
+            extracted = op_tasks(shape, self.target, tuned=True)
+            keys[point] = [task_key(t, self.target) for t in extracted]
+            tasks += extracted
+        self.tune(tasks, "tune kernels")
+        ledger = read_ledger(self.directory)
+        return {point: hashlib.sha256(json.dumps([ledger.get(k) for k in ks], sort_keys=True).encode())
+                .hexdigest()[:32] for point, ks in keys.items()}
+
+    def compile_networks(self, graph: ChannelGraph, configs: list[dict[int, int]], scratch: Path) -> list[Path]:
+        """Each configuration pruned, its new tasks tuned, compiled with the database's schedules — one at a
+        time (tuning times candidates on the board)."""
+        from tvm.s_tir import meta_schedule as ms
+
+        from edgekd.compile.build import import_model, prepare_module
+
+        profiler, artifacts = self.profiler, []
+        for index, widths in enumerate(configs):
+            pruned = prune_model(profiler.model, graph, masks_for(graph, widths)).model.eval()
+            example = torch.zeros(profiler.input_shape)
+            tasks = ms.relax_integration.extract_tasks(
+                prepare_module(import_model(pruned, example), self.target, weight_prepack=True), self.target)
+            self.tune(list(tasks), "tune networks")
+            # every task now has tune_trials in the ledger: compile_model's tuning reuses them all
+            options = CompileOptions(input_shape=profiler.input_shape, model_name=profiler.network.name, onnx=False,
+                                     tune_trials=self.trials * max(1, len(tasks)))
+            with self._runner() as measure:
+                artifacts.append(compile_model(pruned, self.profile, scratch / f"n{index}", options, measure=measure,
+                                               board=self.board).path)
+            profiler.say("compile networks", index + 1, len(configs))
+        return artifacts
 
 
 def _compile_job(model_file: str, profile: TargetProfile, out: str, options: CompileOptions) -> str:
@@ -511,8 +604,8 @@ def profile_network(model: nn.Module, input_shape: tuple[int, ...], device: Devi
     """Measure ``model``'s family on ``device`` and fit its latency model (see the module docstring).
 
     Raises:
-        ConfigError: an emulated device; tuned mode without tuning records. DeviceError: the board is
-        unreachable, does not fit the target, or a measurement failed. CompileError / ToolchainError.
+        ConfigError: an emulated device. DeviceError: the board is unreachable, does not fit the target, or a
+        measurement failed (or was lost while tuning). CompileError / ToolchainError.
     """
     profiler = _Profiler(model, input_shape, device, profile, network, options or ProfileOptions(), on_progress)
     try:
