@@ -425,6 +425,16 @@ def _deadline_strategy(inner: Any, deadline: float | None, clock: Callable[[], f
     return _Deadline(inner)
 
 
+def _quiet_task_tables() -> None:
+    """MetaSchedule prints a table of every task after each batch (thousands of lines a compile) through a console
+    handler whose level it copies from its logger's: a WARNING level keeps them off stderr, while its log files
+    (``<database>/logs/``) still get everything. ``EDGEKD_VERBOSE=1`` shows them."""
+    import logging
+
+    if os.environ.get("EDGEKD_VERBOSE", "") in ("", "0"):
+        logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+
+
 def _runner_lost(runner: Any) -> str | None:
     try:
         return getattr(runner, "lost", None)
@@ -449,6 +459,7 @@ def _run_tuning(tasks: list[Any], per_task: int, directory: Path, database: Any,
     timed: dict[str, int] = {}
 
     _import_cpu_tensor_intrinsics(profile.arch)
+    _quiet_task_tables()
     with _foreign_log_handlers_detached():
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
             tasks, str(directory),

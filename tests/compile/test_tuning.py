@@ -182,6 +182,19 @@ def test_without_a_deadline_every_task_gets_its_budget(host_module, fake_measure
     assert result.measured == fake_measurement.candidates == PER_TASK * tasks
 
 
+@pytest.mark.parametrize("verbose", [False, True])
+def test_task_tables_go_to_the_log_unless_verbose(verbose, host_module, fake_measurement, private_host_target,
+                                                  monkeypatch, capfd):
+    mod, target, tasks = host_module
+    monkeypatch.setenv("EDGEKD_VERBOSE", "1" if verbose else "0")
+    tune_module(mod, target, load_target(private_host_target), PER_TASK * tasks)
+    out, err = capfd.readouterr()
+    assert "Total trials" not in out  # stdout is for --json
+    assert ("Total trials" in err) == verbose
+    logs = "".join(p.read_text() for p in (database_dir(private_host_target) / "logs").glob("*task_scheduler.log"))
+    assert "Total trials" in logs
+
+
 def test_a_lost_board_ends_tuning_and_keeps_what_was_timed(host_module, fake_measurement, private_host_target):
     """A runner handed in (as edgekd's SSH runner is) that loses its board during the third batch: that batch
     fails, no task asks for another batch (not even its first), the two timed batches stay in the board's own
