@@ -8,7 +8,8 @@ its marginal latency per channel (a finite difference over one grid step, so the
 makes it spike), and a network's latency = α · Σ ops + β.
 
 Saved as JSON with ``schema_version``; a model whose provenance no longer matches the board (other runtime,
-threads, compile mode, or tuning records changed since: ``tuning_digest``) is stale, never silently reused.
+threads, compile mode, or the tuning records of its kernels changed since: ``tuning_digest``) is stale, never
+silently reused.
 """
 
 from __future__ import annotations
@@ -99,8 +100,9 @@ class Provenance(_Strict):
     affinity: list[int] = Field(default_factory=list)
     runtime: dict[str, str]  # tvm, tvm_ffi versions
     mode: Literal["untuned", "tuned"]
-    tuning_digest: str | None = None  # sha256 of the target/board tuning database the kernels were built with
+    tuning_digest: str | None = None  # sha256 of the tuning records the kernels were built with (store.tuning_digest)
     records: str | None = None  # that database's directory (tuned mode)
+    tuned_tasks: list[str] = Field(default_factory=list)  # ledger keys of the lattice's tasks (tuned mode)
     timer: dict[str, float] = Field(default_factory=dict)
     created: str
     edgekd: str

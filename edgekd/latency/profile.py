@@ -22,7 +22,8 @@ Tuned mode (``mode="tuned"``, the mode deployed artifacts use): before a lattice
 its op are tuned into the board's database with ``tune_trials`` trials each (:class:`_Tuning`, MetaSchedule timed
 on the board, chunks of 64 tasks, resumable through the ledger), and its kernels are built with the best
 schedules; every whole network is compiled as ``edgekd compile --device`` would, its new tasks tuned with as many
-trials. The model records the database's digest: a later compile that tunes into it makes the model stale.
+trials. The model records a digest of its lattice tasks' ledger entries: a later compile that tunes one of them
+again makes the model stale; tuning other networks into the database does not.
 
 An emulated board is refused (its timings are the emulator's, not latency).
 """
@@ -468,8 +469,8 @@ class _Profiler:
             device=self.device.name, target=self.profile.name, board=board, arch=facts.arch,
             cpu_model=facts.cpu_model, governor=facts.governor, threads=threads,
             affinity=list(self.profile.threads.affinity or []), runtime=runtime_versions(), mode=opts.mode,
-            tuning_digest=tuning_digest(tuning.directory) if tuning else None,
-            records=str(tuning.directory) if tuning else None,
+            tuning_digest=tuning_digest(tuning.directory, sorted(tuning.lattice)) if tuning else None,
+            records=str(tuning.directory) if tuning else None, tuned_tasks=sorted(tuning.lattice) if tuning else [],
             timer={"number": opts.timer.number, "repeat": opts.timer.repeat, "min_repeat_ms": opts.timer.min_repeat_ms},
             created=utc_now(), edgekd=importlib.metadata.version("edgekd"))
         return LatencyModel(network=self.network, grid=opts.grid, ops=ops, tables=tables, calibration=cal,
@@ -492,6 +493,7 @@ class _Tuning:
         self.directory = database_dir(self.profile.name, self.board)
         self.target, _compiler = profiler._target()
         self.stats = {"tasks_tuned": 0, "tune_s": 0.0}
+        self.lattice: set[str] = set()  # ledger keys of the lattice's tasks: what the model's digest covers
 
     def database(self):
         from tvm.s_tir import meta_schedule as ms
@@ -535,6 +537,7 @@ class _Tuning:
         for point, shape in shapes.items():
             extracted = op_tasks(shape, self.target, tuned=True)
             keys[point] = [task_key(t, self.target) for t in extracted]
+            self.lattice.update(keys[point])
             tasks += extracted
         self.tune(tasks, "tune kernels")
         ledger = read_ledger(self.directory)

@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from edgekd.atomic import atomic_write_text
-from edgekd.compile.tuning import database_dir
+from edgekd.compile.tuning import database_dir, read_ledger
 from edgekd.errors import ConfigError
 from edgekd.latency.model import SCHEMA_VERSION, LatencyModel, NetworkKey
 from edgekd.paths import cache_dir
@@ -40,8 +40,14 @@ def model_path(device: str, network: NetworkKey, mode: str) -> Path:
     return models_dir() / device / f"{_network_slug(network)}-{mode}.json"
 
 
-def tuning_digest(directory: Path) -> str | None:
-    """sha256 over a MetaSchedule database directory's record files (None when it has none)."""
+def tuning_digest(directory: Path, tasks: list[str] | None = None) -> str | None:
+    """sha256 over the records a tuned model was measured with: with ``tasks`` (ledger keys,
+    :func:`edgekd.compile.tuning.task_key`), over their ledger entries — a task's records change only when its
+    trials do, so tuning other networks into the same database leaves the model valid; without, over the whole
+    database directory's record files. None when there is nothing."""
+    if tasks:
+        ledger = read_ledger(directory)
+        return hashlib.sha256(json.dumps([[key, ledger.get(key)] for key in sorted(tasks)]).encode()).hexdigest()
     files = sorted(p for p in directory.glob("*.json") if p.is_file()) if directory.is_dir() else []
     if not files:
         return None
@@ -86,8 +92,8 @@ def staleness(model: LatencyModel, runtime: dict[str, str]) -> str | None:
         return f"measured with TVM {measured.get('tvm')}, this host has {runtime.get('tvm')}"
     if model.provenance.mode == "tuned":
         directory = Path(model.provenance.records or database_dir(model.provenance.target))
-        if tuning_digest(directory) != model.provenance.tuning_digest:
-            return f"the tuning records in {directory} changed since it was measured"
+        if tuning_digest(directory, model.provenance.tuned_tasks) != model.provenance.tuning_digest:
+            return f"the tuning records of its kernels in {directory} changed since it was measured"
     return None
 
 

@@ -122,6 +122,23 @@ def test_a_tuned_model_goes_stale_when_its_tuning_records_change(tmp_path):
     assert "changed since it was measured" in staleness(model, RUNTIME)
 
 
+def test_a_tuned_model_keyed_by_its_tasks_ignores_records_of_other_tasks(tmp_path):
+    from edgekd.compile.tuning import LEDGER_NAME
+    from edgekd.latency.store import tuning_digest
+
+    records = tmp_path / "db"
+    records.mkdir()
+    ledger = {"a": {"task": "conv", "trials": 8}, "b": {"task": "dw", "trials": 8}}
+    (records / LEDGER_NAME).write_text(json.dumps(ledger))
+    model = _model(tmp_path, mode="tuned", tuning_digest=tuning_digest(records, ["a", "b"]), records=str(records),
+                   tuned_tasks=["a", "b"])
+    assert staleness(model, RUNTIME) is None
+    (records / LEDGER_NAME).write_text(json.dumps({**ledger, "c": {"task": "other", "trials": 90}}))
+    assert staleness(model, RUNTIME) is None  # another network tuned into the same database
+    (records / LEDGER_NAME).write_text(json.dumps({**ledger, "b": {"task": "dw", "trials": 16}}))
+    assert "changed since it was measured" in staleness(model, RUNTIME)  # one of its kernels tuned again
+
+
 def test_refinement_probes_every_interval_midpoint_and_adds_the_level_it_probed():
     from edgekd.latency.design import FamilyPlan
     from edgekd.latency.kernels import OpShape

@@ -38,11 +38,11 @@ def test_a_tuned_profile_tunes_its_kernels_and_resumes_without_tuning_again(tmp_
     directory = database_dir(profile.name)
     ledger = read_ledger(directory)
     assert model.provenance.mode == "tuned" and model.provenance.records == str(directory)
-    assert model.provenance.tuning_digest == tuning_digest(directory) is not None
+    assert model.provenance.tuning_digest == tuning_digest(directory, model.provenance.tuned_tasks) is not None
     assert model.stats["tasks_tuned"] > 0 and model.stats["kernels_untuned"] == 0  # every kernel has a schedule
     assert ledger and all(entry["trials"] >= 1 for entry in ledger.values())
     assert model.validation.configurations == 1 and model.validation.rows[0]["measured_ms"] > 0
-    assert staleness(model, model.provenance.runtime) is None
+    assert set(model.provenance.tuned_tasks) <= set(ledger) and staleness(model, model.provenance.runtime) is None
 
     again = profile_network(_small_network(), (1, 3, 8, 8), device, profile, key, options, on_progress=lambda *a: None)
     assert again.stats["tasks_tuned"] == 0  # resumed through the ledger: nothing tuned twice
