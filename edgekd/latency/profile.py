@@ -519,8 +519,8 @@ class _Tuning:
     def tune(self, tasks: list, what: str) -> None:
         started = time.perf_counter()
         ledger = read_ledger(self.directory)
-        todo = list({task_key(t, self.target): t for t in tasks
-                     if ledger.get(task_key(t, self.target), {}).get("trials", 0) < self.trials}.values())
+        unique = {task_key(t, self.target): t for t in tasks}
+        todo = [t for key, t in unique.items() if ledger.get(key, {}).get("trials", 0) < self.trials]
         for start in range(0, len(todo), self.CHUNK):
             with self._runner() as measure:
                 result = tune_tasks(todo[start:start + self.CHUNK], self.target, self.profile, self.trials,

@@ -85,7 +85,8 @@ def ensure_latency_model(recipe: Recipe, device: str | Device, options: ProfileO
     model is missing or stale; ``say`` is told why a profile runs."""
     entry, _profile = latency_device(device)
     key = network_key(recipe, loaders)
-    found = find_latency_model(entry.name, key)
+    options = options or ProfileOptions()
+    found = find_latency_model(entry.name, key, options.mode)  # a tuned profile is asked for a tuned model
     why = "none yet" if found is None else staleness(found, runtime_versions())
     if why is not None:
         if say is not None:
