@@ -66,6 +66,12 @@ class Device(BaseModel):
         """True for the built-in ``local`` device (subprocess, no SSH)."""
         return self.name == LOCAL
 
+    def measures_here(self, profile) -> bool:
+        """True when tuning for ``profile`` (a TargetProfile) on this device times candidates on this machine as a
+        plain compile does, into this machine's database: the built-in ``local`` device, without an exec prefix,
+        for a host target."""
+        return self.is_local and not self.exec_prefix and profile.is_host
+
     def known_hosts_path(self) -> Path:
         """The edgekd known_hosts file this device's host keys are checked against."""
         return Path(self.known_hosts or (config_dir() / "known_hosts")).expanduser()

@@ -71,7 +71,7 @@ from edgekd.latency.model import (
     Table,
     Validation,
 )
-from edgekd.latency.store import tuning_digest
+from edgekd.latency.store import ledger_digest, tuning_digest
 from edgekd.learn.progress import task_progress
 from edgekd.paths import cache_dir
 from edgekd.structure.groups import ChannelGraph, trace_groups
@@ -488,8 +488,7 @@ class _Tuning:
     def __init__(self, profiler: _Profiler, conn, board: str) -> None:
         self.profiler, self.conn = profiler, conn
         self.device, self.profile, self.trials = profiler.device, profiler.profile, profiler.options.tune_trials
-        local = self.device.is_local and not self.device.exec_prefix and self.profile.is_host
-        self.board = None if local else board  # the host measures its own candidates (edgekd compile does too)
+        self.board = None if self.device.measures_here(self.profile) else board  # as edgekd compile --device
         self.directory = database_dir(self.profile.name, self.board)
         self.target, _compiler = profiler._target()
         self.stats = {"tasks_tuned": 0, "tune_s": 0.0}
@@ -541,8 +540,7 @@ class _Tuning:
             tasks += extracted
         self.tune(tasks, "tune kernels")
         ledger = read_ledger(self.directory)
-        return {point: hashlib.sha256(json.dumps([ledger.get(k) for k in ks], sort_keys=True).encode())
-                .hexdigest()[:32] for point, ks in keys.items()}
+        return {point: ledger_digest(ledger, ks) for point, ks in keys.items()}
 
     def compile_networks(self, graph: ChannelGraph, configs: list[dict[int, int]], scratch: Path) -> list[Path]:
         """Each configuration pruned, its new tasks tuned, compiled with the database's schedules — one at a

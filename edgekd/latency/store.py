@@ -22,7 +22,7 @@ from edgekd.latency.model import SCHEMA_VERSION, LatencyModel, NetworkKey
 from edgekd.paths import cache_dir
 
 __all__ = ["models_dir", "model_path", "save_latency_model", "load_latency_model", "find_latency_model",
-           "list_latency_models", "staleness", "tuning_digest"]
+           "list_latency_models", "staleness", "tuning_digest", "ledger_digest"]
 
 
 def models_dir() -> Path:
@@ -46,8 +46,7 @@ def tuning_digest(directory: Path, tasks: list[str] | None = None) -> str | None
     trials do, so tuning other networks into the same database leaves the model valid; without, over the whole
     database directory's record files. None when there is nothing."""
     if tasks:
-        ledger = read_ledger(directory)
-        return hashlib.sha256(json.dumps([[key, ledger.get(key)] for key in sorted(tasks)]).encode()).hexdigest()
+        return ledger_digest(read_ledger(directory), tasks)
     files = sorted(p for p in directory.glob("*.json") if p.is_file()) if directory.is_dir() else []
     if not files:
         return None
@@ -56,6 +55,11 @@ def tuning_digest(directory: Path, tasks: list[str] | None = None) -> str | None
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def ledger_digest(ledger: dict[str, dict], tasks: list[str]) -> str:
+    """sha256 over the ledger entries of ``tasks`` (order-free): what a tuned measurement of them depends on."""
+    return hashlib.sha256(json.dumps([[key, ledger.get(key)] for key in sorted(tasks)]).encode()).hexdigest()
 
 
 def save_latency_model(model: LatencyModel) -> Path:

@@ -41,7 +41,7 @@ def compile_on_device(model: object, target: str | Path | TargetProfile, out_dir
     options = options or CompileOptions()
     profile = target if isinstance(target, TargetProfile) else load_target(target)
     entry = device if isinstance(device, Device) else DeviceStore().get(device)
-    if options.tune_trials <= 0 or (entry.is_local and not entry.exec_prefix and profile.is_host):
+    if options.tune_trials <= 0 or entry.measures_here(profile):
         return compile_model(model, profile, out_dir, options, on_batch=on_batch)
     with connect(entry, connect_timeout=connect_timeout) as conn:
         facts = probe(conn, cache_dir=entry.cache_dir, emulated=entry.emulated)
