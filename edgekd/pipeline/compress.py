@@ -193,8 +193,8 @@ def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path 
     save_arch_spec(run_dir / "arch.json", pruned.spec, recipe.structure.round_to)
     result = CompressResult(
         run_dir=str(run_dir), target=profile.name if profile is not None else None,
-        teacher=_model_summary(dense, loaders),
-        student=_model_summary(compact, loaders), blocks=block_report(learned.learner.controller, pruned.masks),
+        teacher=_model_summary(dense, loaders), student=_model_summary(compact, loaders),
+        blocks=block_report(learned.learner.controller, pruned.masks, recipe.structure.round_to),
         pruning=prune_info, phases={"learn": learned.learn, "finetune": finetune_info},
         model=str(run_dir / "model.pt"), program=str(run_dir / "model.pt2"), round_to=recipe.structure.round_to,
     )

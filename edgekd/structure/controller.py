@@ -243,6 +243,20 @@ class BudgetController:
         the steps that keep the block within budget."""
         before = self._ratio(name, masks)
         best, best_score = None, None
+        for trial, lost_or_gained, after in self._steps(name, groups, masks, round_to, shrink):
+            if not shrink and after > 1.0 + 1e-9:
+                continue
+            delta = abs(before - after)
+            if delta <= 0:
+                continue
+            score = lost_or_gained / delta
+            if best_score is None or (score < best_score if shrink else score > best_score):
+                best, best_score = trial, score
+        return best
+
+    def _steps(self, name: str, groups, masks: list[torch.Tensor], round_to: int, shrink: bool):
+        """Every one-grid-step change of one group of block ``name``: (masks after it, Σ|γ| of the channels it
+        kills or revives, the block's cost/budget ratio after it)."""
         for group in groups:
             r = group.saliency().detach().cpu()
             width = int(masks[group.id].sum())
@@ -250,20 +264,22 @@ class BudgetController:
             if target is None:
                 continue
             order = torch.argsort(r, descending=True, stable=True)
-            trial = [m for m in masks]
+            trial = list(masks)
             trial[group.id] = torch.zeros_like(masks[group.id])
             trial[group.id][order[:target]] = True
             changed = trial[group.id] ^ masks[group.id]
-            after = self._ratio(name, trial)
-            if not shrink and after > 1.0 + 1e-9:
-                continue
-            delta = abs(before - after)
-            if delta <= 0:
-                continue
-            score = float(r[changed].sum()) / delta
-            if best_score is None or (score < best_score if shrink else score > best_score):
-                best, best_score = trial, score
-        return best
+            yield trial, float(r[changed].sum()), self._ratio(name, trial)
+
+    def next_step_ratio(self, name: str, masks: list[torch.Tensor], round_to: int = 1) -> float | None:
+        """Block ``name``'s cost/budget ratio after the cheapest one-grid-step growth of one of its learnable
+        groups (None when every group is whole or the block has no budget). Above 1, nothing more fits: why a
+        block that :meth:`fit_masks` fitted can sit below its budget — the grid's steps are that coarse."""
+        state = self.states[name]
+        if state.frozen or not state.budget:
+            return None
+        groups = [g for g in self.ownership.groups_of(self.graph, name) if self.ownership.learnable(g)]
+        return min((after for _trial, _gamma, after in self._steps(name, groups, masks, round_to, shrink=False)),
+                   default=None)
 
     def _apply_holds(self) -> None:
         for gid, mask in self.held.items():

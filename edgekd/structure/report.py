@@ -6,8 +6,8 @@ changes nothing.
 * :func:`controller_report` — per block, the budget state and its alive cost now (``report.json:
   phases.learn.controller``);
 * :func:`block_report` — per block, under the final masks: budget, alive cost and dense cost of every kind
-  (``flops``, ``dense_flops``, ``params``, ``dense_params``, …), channels before / after, λ_b and the step it
-  met its budget (``report.json: blocks``).
+  (``flops``, ``dense_flops``, ``params``, ``dense_params``, …), channels before / after, λ_b, the step it
+  met its budget and the ratio one more grid step would reach (``report.json: blocks``).
 """
 
 from __future__ import annotations
@@ -48,8 +48,11 @@ def controller_report(controller: BudgetController) -> list[dict[str, Any]]:
     return rows
 
 
-def block_report(controller: BudgetController, masks: list[torch.Tensor]) -> list[dict[str, Any]]:
-    """Per block: requested budget (absolute), alive and dense cost of every kind, channels before / after."""
+def block_report(controller: BudgetController, masks: list[torch.Tensor], round_to: int = 1
+                 ) -> list[dict[str, Any]]:
+    """Per block: requested budget (absolute), alive and dense cost of every kind, channels before / after, and
+    the cost/budget ratio one more ``round_to`` step of growth would reach (``next_step_ratio``, above 1 when
+    nothing more fits)."""
     graph, ownership = controller.graph, controller.ownership
     kinds = list(controller.cost_models)
     dense = dense_masks(graph)
@@ -64,5 +67,6 @@ def block_report(controller: BudgetController, masks: list[torch.Tensor]) -> lis
             "channels_before": int(sum(int(dense[g.id].sum()) for g in owned)),
             "channels_after": int(sum(int(masks[g.id].sum()) for g in owned)),
             "lambda": state.lam, "met_step": state.met_step,
+            "next_step_ratio": controller.next_step_ratio(name, masks, round_to),
         })
     return rows

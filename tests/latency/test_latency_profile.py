@@ -92,8 +92,14 @@ def test_compress_meets_a_network_latency_budget_as_predicted_and_the_board_agre
     assert code == 0, err
     report = json.loads(out)
     predicted = report["pruning"]["predicted_latency_ms"]
-    print(f"budget {target_ms} ms, predicted {predicted:.4f} ms")
-    assert abs(predicted - target_ms) / target_ms <= 0.05
+    [block] = report["blocks"]
+    beta = report["pruning"]["latency_model"]["calibration"]["beta_ms"]
+    print(f"budget {target_ms} ms, predicted {predicted:.4f} ms, one more grid step: x{block['next_step_ratio']}")
+    # met, as the model predicts it; and as close as the grid allows: below the budget by more than 5% only when
+    # no group can grow by one more grid step within it (a width-0.25 net's 8-channel steps are coarse)
+    assert predicted <= target_ms * (1 + 1e-6)
+    assert predicted == pytest.approx(block["latency"] + beta, rel=1e-9)
+    assert predicted >= 0.95 * target_ms or block["next_step_ratio"] > 1.0
     assert report["pruning"]["latency_model"]["device"] == "local"
     # compress --device compiled the compact network (untuned, as the model was measured) and benched it 3 times
     measured = report["measured"]

@@ -50,3 +50,6 @@ def test_block_budgets_are_met_within_5_percent(shared_data, tmp_path):
               f" -> {row['channels_after']}")
         assert abs(ratio - 1) <= 0.05
     assert rows["s4"]["channels_after"] < rows["s4"]["channels_before"]
+    # fitted: not one more channel of s4 or s5 fits in its budget; a frozen block has no step to take
+    assert rows["s4"]["next_step_ratio"] > 1 and rows["s5"]["next_step_ratio"] > 1
+    assert rows["s3"]["next_step_ratio"] is None
