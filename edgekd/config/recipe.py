@@ -78,6 +78,7 @@ class TrainingConfig(Strict):
     amp: bool = True  # used on CUDA only
     channels_last: bool = True
     max_steps_per_epoch: int | None = Field(None, ge=1)  # CPU-scale runs; None = full epoch
+    clip_grad_norm: float | None = Field(None, gt=0)  # the gradients' global L2 norm is clipped to it; None: no clip
 
 
 class HintPair(Strict):
@@ -202,6 +203,7 @@ class PhaseConfig(Strict):
     lr: float | None = Field(None, gt=0)
     schedule: Literal["cosine", "onecycle", "constant"] | None = None
     max_steps_per_epoch: int | None = Field(None, ge=1)
+    clip_grad_norm: float | None = Field(None, gt=0)
 
 
 class StructureConfig(Strict):

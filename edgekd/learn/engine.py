@@ -2,6 +2,8 @@
 
 - Optimiser SGD/AdamW; per-step schedules (cosine with linear warm-up, one-cycle, constant).
 - channels_last on CPU and GPU, AMP (bfloat16 autocast) on CUDA only.
+- ``cfg.clip_grad_norm``: the gradients' global L2 norm is clipped to it before every step (the epoch's
+  metrics get ``grad_norm``, the mean norm before clipping).
 - A checkpoint (``checkpoint.pt``) is written atomically after every epoch; ``resume=True`` restores
   model, optimiser, scheduler, objective, callbacks and every RNG, and continues at the next epoch, so
   an interrupted run ends bit-identical to an uninterrupted one.
@@ -241,6 +243,9 @@ class Trainer:
             raise FloatingPointError(f"loss is {loss.item()} at step {self.global_step}; lower the learning rate")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.cfg.clip_grad_norm is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self._params(), self.cfg.clip_grad_norm)
+            parts = {**parts, "grad_norm": float(norm)}
         self.optimizer.step()
         self.scheduler.step()
         self.global_step += 1
@@ -248,6 +253,9 @@ class Trainer:
             if hasattr(callback, "on_step_end"):
                 callback.on_step_end(self, self.global_step)
         return loss.item(), logits.detach(), parts
+
+    def _params(self) -> list[nn.Parameter]:
+        return [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
 
     def _reseed_loader(self, epoch: int) -> None:
         # The order of epoch e depends on (seed, e) only, so a resumed run replays it exactly.

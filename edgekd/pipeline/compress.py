@@ -76,10 +76,18 @@ class CompressResult:
 VERIFY_IMAGES = 32  # real test images the pruned network is checked on (every module's output is held at once)
 
 
+# Structure learning clips the gradients' norm unless the recipe says how: as the proximal step empties channels,
+# a BatchNorm fed a constant input has a 1/√ε gain, and one step's gradient norm jumps from ~1 to ~1e5 (measured on
+# a hard latency budget, docs/benchmarks.md); momentum then carries γ's upstream to ~1e5, a network float32 cannot
+# prune exactly. A trained network's steps here measure 0.5–2, so 10 leaves ordinary steps alone.
+LEARN_CLIP_GRAD_NORM = 10.0
+
+
 def phase_config(training: TrainingConfig, phase: PhaseConfig) -> TrainingConfig:
-    """The recipe's training config with a phase's epochs / lr / schedule / step cap (no warmup)."""
+    """The recipe's training config with a phase's epochs / lr / schedule / step cap / gradient clip (no
+    warmup)."""
     update: dict[str, Any] = {"epochs": phase.epochs, "warmup_epochs": 0.0}
-    for key in ("lr", "schedule", "max_steps_per_epoch"):
+    for key in ("lr", "schedule", "max_steps_per_epoch", "clip_grad_norm"):
         if getattr(phase, key) is not None:
             update[key] = getattr(phase, key)
     return training.model_copy(update=update)
@@ -107,6 +115,8 @@ def learn_structure(recipe: Recipe, student: nn.Module, teacher: nn.Module | Non
     check_cost_models(recipe.structure, cost_models, recipe.source)  # the message names the recipe file
     learner = StructureLearner(student, recipe.structure, loaders.input_shape, cost_models=cost_models)
     cfg = phase_config(recipe.training, recipe.structure.learn)
+    if cfg.clip_grad_norm is None:
+        cfg = cfg.model_copy(update={"clip_grad_norm": LEARN_CLIP_GRAD_NORM})
     objective = learner.objective(objective_for(recipe, teacher, student, loaders))
     no_val = dataclasses.replace(loaders, val=None)
     trainer = Trainer(student, no_val, cfg, run_dir, objective=objective, callbacks=[learner.callback],

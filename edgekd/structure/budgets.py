@@ -37,6 +37,7 @@ class BlockBudgetState:
     lam: float = 0.0
     met: bool = False
     met_step: int | None = None
+    last_regularizer: float | None = None  # R̃_b at the last λ update (the policy's progress check)
 
     def ratio(self, costs: dict[str, float]) -> float:
         """The largest cost / budget over the block's budget kinds (0 without a budget)."""
@@ -44,7 +45,8 @@ class BlockBudgetState:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "budget": dict(self.budget), "dense": dict(self.dense), "frozen": self.frozen,
-                "lambda": self.lam, "met": self.met, "met_step": self.met_step}
+                "lambda": self.lam, "met": self.met, "met_step": self.met_step,
+                "last_regularizer": self.last_regularizer}
 
 
 def resolve_blocks(structure) -> list:

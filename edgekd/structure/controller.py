@@ -156,6 +156,17 @@ class BudgetController:
         for group, grad in zip(active, grads, strict=True):
             if grad is not None:
                 gammas.soft_threshold(group, (lr * grad).clamp_min(0))
+                self._keep_one_alive(group)
+
+    def _keep_one_alive(self, group) -> None:
+        """A group is never emptied while learning, as it never is when pruned: its strongest channel keeps
+        r ≥ τ·margin. (A group whose every γ the proximal step zeroes feeds the next BatchNorm a constant; in
+        training mode its 1/√ε gain then sends gradients of ~1e5 to the γ's upstream and momentum carries
+        them to |γ| ~ 1e5 — a network float32 cannot prune exactly.)"""
+        r = group.saliency().detach().cpu()
+        strongest = int(torch.argmax(r))
+        if float(r[strongest]) < self.threshold * _HOLD_MARGIN:
+            gammas.raise_channel(group, strongest, self.threshold * _HOLD_MARGIN)
 
     @torch.no_grad()
     def step(self, lr: float) -> dict[str, dict[str, float]]:
@@ -166,6 +177,7 @@ class BudgetController:
         self._apply_holds()
         alive = self.alive_masks()
         costs = self.costs(alive)
+        regularizers = None
         for name, state in self.states.items():
             if state.frozen or not state.controlled or state.met:
                 continue
@@ -175,7 +187,10 @@ class BudgetController:
                 alive = self.alive_masks()
                 costs = self.costs(alive)
             elif self.policy.due(self.step_count):
-                state.lam = self.policy.updated(state.lam, ratio)
+                regularizers = self.normalised_regularizers() if regularizers is None else regularizers
+                now = float(regularizers.get(name, 0.0))
+                progress = 1.0 - now / state.last_regularizer if state.last_regularizer else None
+                state.lam, state.last_regularizer = self.policy.updated(state.lam, ratio, progress), now
         self.prev_alive = alive
         return costs
 
@@ -296,6 +311,7 @@ class BudgetController:
             if name in self.states:
                 target = self.states[name]
                 target.lam, target.met, target.met_step = saved["lambda"], saved["met"], saved["met_step"]
+                target.last_regularizer = saved.get("last_regularizer")
         self.held = {int(g): m.clone() for g, m in state["held"].items()}
         self.step_count = int(state["step_count"])
         self.prev_alive = [a.clone() for a in state["prev_alive"]]

@@ -4,7 +4,7 @@
   channel c;
 * :func:`hold` — keep a group at a mask: dead channels γ = 0 on every member, alive channels with
   r = max member |γ| of at least ``floor``;
-* :func:`raise_channel` — lift the largest member |γ| of one group channel to a value (keeping its sign).
+* :func:`raise_channel` — lift every member |γ| of one group channel to at least a value (keeping signs).
 """
 
 from __future__ import annotations
@@ -45,16 +45,14 @@ def hold(group: ChannelGroup, mask: torch.Tensor, floor: float) -> None:
 
 @torch.no_grad()
 def raise_channel(group: ChannelGroup, channel: int, value: float) -> None:
-    """Set the largest member |γ| of group channel ``channel`` to ``value`` (keeping its sign)."""
-    best, best_abs = None, -1.0
+    """Lift every member |γ| of group channel ``channel`` that is below ``value`` to it (keeping its sign; a zero
+    γ becomes +value): a channel kept alive carries signal through each BatchNorm it passes, not only through
+    its largest one (an expand BN left at γ ≈ 0 behind a living depthwise BN feeds the rest a constant)."""
     for member in group.bns:
-        hits = torch.nonzero(member.group_idx == channel).flatten()
-        for hit in hits.tolist():
-            index = int(member.module_idx[hit])
-            magnitude = float(member.module.weight[index].abs())
-            if magnitude > best_abs:
-                best, best_abs = (member.module.weight, index), magnitude
-    if best is not None:
-        weight, index = best
-        sign = 1.0 if float(weight[index]) >= 0 else -1.0
-        weight[index] = sign * value
+        hits = member.module_idx[member.group_idx == channel].to(member.module.weight.device)
+        if hits.numel() == 0:
+            continue
+        weight = member.module.weight
+        values = weight[hits]
+        sign = torch.where(values < 0, -1.0, 1.0).to(values.dtype)
+        weight[hits] = torch.where(values.abs() < value, sign * value, values)

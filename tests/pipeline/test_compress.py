@@ -37,6 +37,10 @@ def test_api_compress_writes_a_compact_model_that_meets_its_blocks(tiny_compress
     assert report["pruning"]["pruned_test_acc"] == report["pruning"]["masked_test_acc"]
     for name in ("pruned/model.pt", "arch.json", "learn/metrics.jsonl", "finetune/metrics.jsonl", "recipe.yaml"):
         assert (run / name).is_file(), name
+    # structure learning clips its gradients by default (the recipe sets no clip); finetuning does not
+    learn = json.loads((run / "learn" / "metrics.jsonl").read_text().splitlines()[-1])
+    finetune = json.loads((run / "finetune" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert learn["grad_norm"] > 0 and "grad_norm" not in finetune
 
 
 def test_compress_report_accuracy_is_the_saved_model_s(tiny_compress, tiny_recipe):

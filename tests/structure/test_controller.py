@@ -183,6 +183,30 @@ def test_lambda_policy_is_plain_arithmetic():
     assert policy.updated(1.0, 2.0) == pytest.approx(torch.exp(torch.tensor(0.5)).item())
     assert policy.updated(1.0, 10.0) == policy.updated(1.0, 3.0)  # bounded
     assert policy.met(1.0) and not policy.met(1.0001)
+    # no windup: while the regularizer still falls by min_progress an update, λ stays where it is
+    assert policy.updated(3.0, 2.0, progress=policy.min_progress) == 3.0
+    assert policy.updated(3.0, 2.0, progress=0.01) == policy.updated(3.0, 2.0) > 3.0
+
+
+def test_a_huge_proximal_step_never_empties_a_group_and_its_last_channel_carries_signal(mbv2_graph):
+    """The regression behind a PruningError at a hard latency budget: a λ grown large zeroed every γ of a group at
+    once, the next BatchNorm saw a constant, its 1/√ε gain sent a gradient of ~1e5 upstream and γ's ran to 1e5."""
+    model = create_model("mobilenetv2_cifar", width_mult=0.5)
+    graph = trace_groups(model)
+    structure = StructureConfig(global_budget=GlobalBudget(flops=0.2), threshold=0.01)
+    controller = BudgetController(graph, structure, BASIC)
+    controller.init_lambdas()
+    controller.states["global"].lam = 1e12  # every channel's shrink dwarfs its |γ|
+    controller.prox_step(lr=1.0)
+    floor = controller.threshold * 1.02
+    learnable = [g for g in graph.groups if controller.ownership.learnable(g)]
+    assert learnable and all(int(a.sum()) == 1 for g, a in zip(graph.groups, controller.alive_masks(), strict=True)
+                             if g in learnable)
+    for group in learnable:
+        channel = int(group.saliency().argmax())
+        for member in group.bns:  # every BatchNorm the kept channel passes, not only the largest
+            gammas = member.module.weight.detach()[member.module_idx[member.group_idx == channel]]
+            assert bool((gammas.abs() >= floor - 1e-9).all()), (member.name, gammas)
 
 
 def test_block_report_covers_the_free_pseudo_block(mbv2_graph):
