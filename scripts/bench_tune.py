@@ -20,13 +20,18 @@ Methods, per target and seed:
 * ``compress_flops`` — :func:`edgekd.api.compress` with a global FLOP budget = the target's share of the dense p50
                        (what a user would ask: "0.6× latency → 0.6× FLOPs").
 * ``torch_pruning``  — Torch-Pruning magnitude pruning (L1) of the teacher with one uniform per-layer ratio, widths
-                       rounded to 8, classifier kept; the ratio is bisected so that the board's latency model predicts
-                       the target's share of the dense network's predicted latency; then KD finetuning.
-* ``uniform_kd``     — one width multiplier (divisor 8), bisected the same way, trained from scratch with KD.
+                       rounded to 8, classifier kept, **sized on the board** (below); then KD finetuning.
+* ``uniform_kd``     — one width multiplier (divisor 8), sized on the board the same way, trained from scratch with KD.
 
-Why shares for the three baselines: the latency model predicts *untuned* kernels while every artifact here is tuned,
-so its milliseconds do not transfer (``edgekd/pipeline/tune.py``); a share of the dense network is what a user can
-carry from one to the other. Only ``edgekd tune`` measures and corrects.
+Sizing the two hand-made baselines (``--size-by board``, the default): what a careful user would do — prune (or
+thin) the untrained network at a ratio, compile it as the final artifact will be, bench it beside the dense one, and
+keep the largest ratio that measures within the target. :func:`size_baseline` starts where the board's latency model
+points (the ratio whose predicted latency is the target's share of the dense network's; the model predicts untuned
+kernels, so only shares transfer) and searches on measurements (:func:`measured_search`: a power law between the two
+probes that bracket the target, at most ``--sizing-probes`` networks). The probes' artifacts share the tuning
+database with the final compile, which therefore runs the same schedules. Per (method, target), not per seed: the
+search is kept in ``OUT/sizing/``. ``--size-by model`` stops at the model's ratio (what stops 24–25 ran).
+``compress_flops`` keeps its share-sized FLOP budget: sizing it on the board would need a training run per probe.
 
 Fair budget: every method of a (target, seed) gets the optimizer steps the ``edgekd_tune`` cell used, all its rounds
 together (learn steps from ``tune.json``, finetune steps from each round's ``finetune/metrics.jsonl``):
@@ -251,12 +256,13 @@ def compile_artifact(ctx: Bench, model: Path, out: Path) -> Path:
     return compile_for_board(model, ctx.entry, ctx.profile, out, ctx.args.tune_trials, ctx.say)
 
 
-def bench_runtimes(ctx: Bench, artifacts: list[Path], row_tags: list[dict[str, Any]]) -> list[Measurements]:
-    """The artifacts benched in ``--repeats`` interleaved rounds (A B, B A, …), ONNX Runtime timed after each TVM run;
-    every row stored with its artifact's tags as soon as it is measured (:func:`edgekd.pipeline.measure.bench_tagged`).
-    Per artifact: runtime → its results."""
+def bench_runtimes(ctx: Bench, artifacts: list[Path], row_tags: list[dict[str, Any]],
+                   onnxruntime: bool = True) -> list[Measurements]:
+    """The artifacts benched in ``--repeats`` interleaved rounds (A B, B A, …), ONNX Runtime timed after each TVM run
+    (unless ``onnxruntime`` is off or ``--no-onnxruntime``); every row stored with its artifact's tags as soon as it is
+    measured (:func:`edgekd.pipeline.measure.bench_tagged`). Per artifact: runtime → its results."""
     options = api.BenchOptions(runs=ctx.args.runs, min_seconds=ctx.args.min_seconds,
-                               baselines=() if ctx.args.no_onnxruntime else ("onnxruntime",),
+                               baselines=("onnxruntime",) if onnxruntime and not ctx.args.no_onnxruntime else (),
                                baseline_python=ctx.args.baseline_python)
     roles = ", ".join(t["bench_role"] for t in row_tags)
     ctx.say(f"bench {roles} interleaved on {ctx.entry.name} ({ctx.args.repeats} rounds)")
@@ -383,14 +389,14 @@ def torch_pruned(teacher: nn.Module, ratio: float, input_shape: tuple[int, ...])
     return model
 
 
-def run_torch_pruning(ctx: Bench, share: float, seed: int, steps: int, run_dir: Path) -> Built:
-    goal = share * ctx.reference["dense"]["predicted_ms"]
+def run_torch_pruning(ctx: Bench, target: str, seed: int, steps: int, run_dir: Path) -> Built:
     shape = ctx.loaders.input_shape
 
-    def meets(kept_permille: int) -> bool:
-        return predicted_ms(ctx, torch_pruned(ctx.teacher, 1 - kept_permille / 1000, shape)) <= goal
+    def pruned(kept_permille: int) -> nn.Module:
+        return torch_pruned(ctx.teacher, 1 - kept_permille / 1000, shape)
 
-    ratio = 1 - largest_meeting(meets, 50, 1000) / 1000
+    sizing = size_baseline(ctx, "torch_pruning", target, pruned, 1000, ctx.arch)
+    ratio = 1 - sizing["k"] / 1000
     pruned_file = run_dir / "pruned" / "model.pt"  # finetune resumes from the network saved beside it
     save_model(pruned_file, torch_pruned(ctx.teacher, ratio, shape), ctx.arch, extra={"stage": "torch_pruning"})
     structure = StructureConfig(default="free", round_to=GRID, finetune=phase(steps, ctx.batches, 0.02, "cosine"))
@@ -399,29 +405,143 @@ def run_torch_pruning(ctx: Bench, share: float, seed: int, steps: int, run_dir: 
     final, _ = finetune(recipe, pruned, ctx.teacher, ctx.loaders, run_dir / "finetune", resume=True)
     save_model(run_dir / "model.pt", final, ctx.arch, extra={"stage": "torch_pruning"})
     return Built(model=run_dir / "model.pt", optimizer_steps=finetune_steps(run_dir),
-                 detail={"pruning_ratio": ratio, "goal_predicted_ms": goal})
+                 detail={"pruning_ratio": ratio, "sizing": sizing})
 
 
-def run_uniform_kd(ctx: Bench, share: float, seed: int, steps: int, run_dir: Path) -> Built:
-    goal = share * ctx.reference["dense"]["predicted_ms"]
+def run_uniform_kd(ctx: Bench, target: str, seed: int, steps: int, run_dir: Path) -> Built:
     num_classes = ctx.loaders.num_classes
 
     def thinned(permille: int) -> nn.Module:
         return create_model(TEACHER.name, num_classes=num_classes, width_mult=permille / 1000, divisor=GRID)
 
+    def arch(permille: int) -> ModelArch:
+        return ModelArch(TEACHER.name, {"width_mult": permille / 1000, "divisor": GRID},
+                         tuple(ctx.loaders.input_shape), num_classes)
+
     teacher_permille = round(1000 * TEACHER.kwargs["width_mult"])
-    permille = largest_meeting(lambda k: predicted_ms(ctx, thinned(k)) <= goal, 50, teacher_permille)
+    sizing = size_baseline(ctx, "uniform_kd", target, thinned, teacher_permille, arch)
+    permille = sizing["k"]
     student, width = thinned(permille), permille / 1000
     recipe = cell_recipe(ctx, "uniform_kd", seed, StructureConfig(default="free"))
     trainer = Trainer(student, ctx.loaders, training_cfg(steps, ctx.batches, 0.05, "cosine"), run_dir / "train",
                       objective=objective_for(recipe, ctx.teacher, student, ctx.loaders), seed=seed, resume=True,
                       description="uniform_kd")
     trainer.fit()
-    kwargs = {"width_mult": width, "divisor": GRID}
-    save_model(run_dir / "model.pt", for_inference(trainer.model),
-               ModelArch(TEACHER.name, kwargs, tuple(ctx.loaders.input_shape), num_classes))
+    save_model(run_dir / "model.pt", for_inference(trainer.model), arch(permille))
     return Built(model=run_dir / "model.pt", optimizer_steps=trainer.global_step,
-                 detail={**kwargs, "goal_predicted_ms": goal})
+                 detail={"width_mult": width, "divisor": GRID, "sizing": sizing})
+
+
+# ---------------------------------------------------------------------- the baselines, sized on the board
+SIZE_LOW = 50  # the smallest k (permille of the channels kept, or of the width multiplier) a search may try
+
+
+def conv_widths(model: nn.Module) -> list[int]:
+    """The network's shape as the board sees it: every convolution's output channels, in order."""
+    return [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
+
+
+def next_probe(points: dict[int, float], goal: float, low: int, high: int, anchor: tuple[int, float] | None,
+               tolerance: int) -> int | None:
+    """The next k to measure in the search for the largest k in [low, high] whose p50 ≤ ``goal``, from the
+    (k → p50) ``points`` so far (None: done). Latency is taken as a power of k between the two points that bracket
+    the goal (or, when one side is unknown, the probe nearest to it and ``anchor``, the dense network), and the
+    guess is kept in the middle half of the bracket, so the bracket shrinks by a quarter or more every probe even
+    where the staircase or the noise make the power law wrong."""
+    meets = [k for k, p in points.items() if p <= goal]
+    lo = max(meets, default=None)
+    hi = min((k for k, p in points.items() if p > goal and (lo is None or k > lo)), default=None)
+    narrow = lo is not None and hi is not None and hi - lo <= tolerance
+    if lo == high or (lo is None and min(points) <= low) or narrow:
+        return None
+    known = dict(points)
+    if anchor is not None and anchor[0] not in known:
+        known[anchor[0]] = anchor[1]
+    edge = lo if lo is not None else hi
+    if lo is not None and hi is not None:
+        pair = [lo, hi]
+    elif anchor is not None and anchor[0] > edge:  # one side unknown: between the nearest probe and the dense network
+        pair = [edge, anchor[0]]
+    else:
+        pair = sorted(known, key=lambda k: abs(k - edge))[:2]
+    guess = None
+    if len(pair) == 2 and pair[0] != pair[1]:
+        (k1, k2), (p1, p2) = pair, (known[pair[0]], known[pair[1]])
+        slope = (math.log(p2) - math.log(p1)) / (math.log(k2) - math.log(k1))
+        if slope > 0.1:  # latency grows with k: the power law says where the goal is
+            guess = math.exp(math.log(k1) + (math.log(goal) - math.log(p1)) / slope)
+    bottom, top = (lo + 1 if lo is not None else low), (hi - 1 if hi is not None else high)
+    if guess is None:  # no usable slope: halve the bracket (or step by a quarter towards the unknown side)
+        guess = (bottom + top) / 2 if lo is not None and hi is not None else (0.75 * hi if lo is None else 1.25 * lo)
+    if lo is not None and hi is not None:
+        quarter = (hi - lo) / 4
+        guess = min(max(guess, lo + quarter), hi - quarter)
+    return min(max(round(guess), bottom), top)
+
+
+def measured_search(measure: Callable[[int], tuple[float, tuple]], goal: float, low: int, high: int, start: int,
+                    anchor: tuple[int, float] | None, max_networks: int, tolerance: int) -> tuple[int | None, dict]:
+    """The largest k in [low, high] whose measured p50 ≤ ``goal``, searched from ``start`` (:func:`next_probe`).
+    ``measure(k)`` → (p50, the network's shape): k's that build the same network are measured once by the caller,
+    and at most ``max_networks`` different networks are measured. Returns (that k or None when no k measured
+    met the goal, every k → p50 seen)."""
+    points: dict[int, float] = {}
+    networks: set[tuple] = set()
+    k: int | None = min(max(start, low), high)
+    while k is not None and k not in points:
+        points[k], shape = measure(k)
+        networks.add(shape)
+        if len(networks) >= max_networks:
+            break
+        k = next_probe(points, goal, low, high, anchor, tolerance)
+    return max((j for j, p in points.items() if p <= goal), default=None), points
+
+
+def size_baseline(ctx: Bench, method: str, target: str, build: Callable[[int], nn.Module], high: int,
+                  arch: Callable[[int], ModelArch]) -> dict[str, Any]:
+    """How much of the teacher a baseline keeps (k: permille of every layer's channels, or of the width multiplier;
+    ``build(k)`` makes that network): the largest k whose network, compiled as the final one will be (the shared
+    tuning database, ``--tune-trials``) and benched beside the dense artifact, measures within the target on the
+    board. The search starts where the latency model points (the target's share of the dense network's predicted
+    latency; ``--size-by model`` stops there) and measures at most ``--sizing-probes`` networks. Kept in
+    ``OUT/sizing/<method>-<target>.json`` (seeds share it; a rerun measures nothing twice)."""
+    goal = target_ms(ctx.reference)[target]
+    predicted_goal = goal / ctx.reference["dense_p50_ms"] * ctx.reference["dense"]["predicted_ms"]
+    start = largest_meeting(lambda k: predicted_ms(ctx, build(k)) <= predicted_goal, SIZE_LOW, high)
+    if ctx.args.size_by == "model":
+        return {"by": "model", "k": start, "start": start, "goal_ms": goal, "probes": []}
+    path = ctx.args.out / "sizing" / f"{method}-{target}.json"
+    state = _read_json(path) or {"by": "board", "method": method, "target": target, "goal_ms": goal,
+                                 "start": start, "probes": []}
+    if "k" in state:
+        return state
+    dense_artifact = Path(ctx.reference["dense_artifact"])
+
+    def measure(k: int) -> tuple[float, tuple]:
+        model = build(k)
+        shape = tuple(conv_widths(model))
+        for probe in state["probes"]:
+            if tuple(probe["widths"]) == shape:
+                return probe["p50_ms"], shape
+        where = path.with_suffix("") / f"k{k}"
+        save_model(where / "model.pt", model, arch(k), extra={"stage": f"{method} sizing"})
+        artifact = compile_artifact(ctx, where / "model.pt", where / "artifact")
+        row_tags = [tags(method, target, None, "dense"), {**tags(method, target, None, "sizing"), "sizing_k": k}]
+        dense_m, probe_m = bench_runtimes(ctx, [dense_artifact, artifact], row_tags, onnxruntime=False)
+        state["probes"].append({"k": k, "widths": list(shape), "p50_ms": p50(probe_m),
+                                "p50s": [r.timing_ms["p50"] for r in probe_m["tvm"]], "dense_p50_ms": p50(dense_m),
+                                "predicted_ms": predicted_ms(ctx, model), "artifact": str(artifact)})
+        atomic_write_json(path, state)
+        ctx.say(f"{method} sizing for {target}: k = {k} measured {p50(probe_m):.4g} ms (target {goal:.4g} ms)")
+        return p50(probe_m), shape
+
+    anchor = (high, ctx.reference["dense_p50_ms"])
+    found, points = measured_search(measure, goal, SIZE_LOW, high, start, anchor, ctx.args.sizing_probes,
+                                    ctx.args.sizing_tolerance)
+    state.update(k=found if found is not None else min(points), met=found is not None,
+                 points={str(k): v for k, v in sorted(points.items())})
+    atomic_write_json(path, state)
+    return state
 
 
 # ---------------------------------------------------------------------- one cell
@@ -440,9 +560,12 @@ def run_cell(ctx: Bench, method: str, target: str, seed: int) -> dict[str, Any]:
     if method == "edgekd_tune":
         built = run_edgekd_tune(ctx, goal_ms, seed, run_dir)
     else:
-        builders = {"compress_flops": run_compress_flops, "torch_pruning": run_torch_pruning,
-                    "uniform_kd": run_uniform_kd}
-        built = builders[method](ctx, share, seed, step_budget(ctx, target, seed), run_dir)
+        steps = step_budget(ctx, target, seed)
+        if method == "compress_flops":
+            built = run_compress_flops(ctx, share, seed, steps, run_dir)
+        else:
+            builders = {"torch_pruning": run_torch_pruning, "uniform_kd": run_uniform_kd}
+            built = builders[method](ctx, target, seed, steps, run_dir)
     artifact = compile_artifact(ctx, built.model, run_dir / "artifact")  # tune's: already there, kept
     row_tags = [tags(method, target, seed, "dense"), tags(method, target, seed, "candidate")]
     dense_m, candidate_m = bench_runtimes(ctx, [Path(ctx.reference["dense_artifact"]), artifact], row_tags)
@@ -474,15 +597,26 @@ def speedup_per_flop_reduction(cell: dict[str, Any], dense_flops: float) -> floa
     return (cell["dense_p50_ms"] / cell["p50_ms"]) / (dense_flops / cell["flops"])
 
 
+def sizing(cells: list[dict[str, Any]]) -> str:
+    """How a baseline's ratio was chosen (``board``: measured, with the probes it took; ``model``: predicted shares;
+    cells from before stop 26 carry only the model's goal)."""
+    found = [c["detail"]["sizing"] for c in cells if "sizing" in c.get("detail", {})]
+    if not found:
+        return "model" if any("goal_predicted_ms" in c.get("detail", {}) for c in cells) else "-"
+    kinds = sorted({f["by"] for f in found})
+    probes = [len(f.get("probes", [])) for f in found if f["by"] == "board"]
+    return "/".join(kinds) + (f" ({max(probes)} probes)" if probes else "")
+
+
 def table_rows(cells: list[dict[str, Any]], reference: dict[str, Any], teacher: dict[str, Any] | None) -> list[str]:
     dense, floor = reference["dense"], reference["floor"]
     acc = f"{100 * teacher['test_acc']:.2f}" if teacher else "-"
     rows = [f"| dense teacher | - | 1 | {acc} | {reference['dense_p50_ms']:.3f} | - | "
             f"{one(reference['dense_onnxruntime_p50_ms'])} | {dense['flops'] / 1e6:.2f} | "
-            f"{dense['params'] / 1e3:.1f} | - | - | 1.00 | - |",
+            f"{dense['params'] / 1e3:.1f} | - | - | - | 1.00 | - |",
             f"| smallest network (8 channels a group, untrained) | - | 1 | - | {reference['floor_p50_ms']:.3f} | - | "
             f"{one(reference['floor_onnxruntime_p50_ms'])} | {floor['flops'] / 1e6:.2f} | "
-            f"{floor['params'] / 1e3:.1f} | - | - | - | - |"]
+            f"{floor['params'] / 1e3:.1f} | - | - | - | - | - |"]
     goals = target_ms(reference)
     for target in TARGETS:
         for method in METHODS:
@@ -497,7 +631,7 @@ def table_rows(cells: list[dict[str, Any]], reference: dict[str, Any], teacher: 
                 f"{fmt([c['p50_ms'] / c['target_ms'] for c in found])} | "
                 f"{fmt([c['onnxruntime_p50_ms'] for c in found], 1, 3)} | {fmt([c['flops'] for c in found], 1e-6)} | "
                 f"{fmt([c['params'] for c in found], 1e-3, 1)} | {fmt([c['optimizer_steps'] for c in found], 1, 0)} | "
-                f"{rounds} | {fmt([speedup_per_flop_reduction(c, dense['flops']) for c in found])} | "
+                f"{rounds} | {sizing(found)} | {fmt([speedup_per_flop_reduction(c, dense['flops']) for c in found])} | "
                 f"{met}/{len(found)} |")
     return rows
 
@@ -531,22 +665,26 @@ def write_report(args) -> None:
         f"{run.get('max_rounds', '?')} rounds; rounds = rounds it used.",
         "- `compress_flops`: `edgekd compress` with a global FLOP budget = the target's share of the dense p50.",
         "- `torch_pruning`: Torch-Pruning L1 magnitude pruning of the teacher, one ratio for every layer (round_to 8, "
-        "classifier kept; layers the rounding would empty left whole), the ratio bisected so the latency model "
-        "predicts the target's share of the dense network's predicted latency; then KD finetuning.",
-        "- `uniform_kd`: the width multiplier (divisor 8) bisected the same way, trained from scratch with KD.", "",
+        "classifier kept; layers the rounding would empty left whole); then KD finetuning.",
+        "- `uniform_kd`: one width multiplier (divisor 8), trained from scratch with KD.",
+        "- Sizing of these two (`sizing` column): `board` = the largest ratio whose network, compiled like the final "
+        "one and benched beside the dense artifact, measured within the target (a search started at the latency "
+        "model's ratio, `OUT/sizing/`); `model` = the ratio whose *predicted* latency is the target's share of the "
+        "dense network's prediction, never measured before the final bench.", "",
         "Steps: per target and seed every method gets the optimizer steps of that `edgekd_tune` cell, all rounds "
         "together (`compress_flops` half learning, half finetuning). Speedup ÷ FLOP reduction = (dense p50 ÷ p50, "
         "same bench) ÷ (dense FLOPs ÷ FLOPs). Met: seeds whose p50 ≤ the target.", "",
         f"Command: `{run.get('command', '?')}` (STEPS = {run.get('steps', '?')}; cells cached in "
         f"`{args.out}/cells/`).", "",
         "| method | target | seeds | test acc (%) | TVM p50 (ms) | p50 ÷ target | ONNX Runtime p50 (ms) | FLOPs (M) | "
-        "params (k) | steps | rounds | speedup ÷ FLOP reduction | met |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "params (k) | steps | rounds | sizing | speedup ÷ FLOP reduction | met |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *table_rows(cells, reference, teacher), "",
         "Caveats: the latency model predicts untuned kernels (held out: "
         f"{_share(heldout.get('within_10pct'))} within ±10% over {heldout.get('configurations', '?')} networks, "
-        f"model of {str(model.get('created', '?'))[:10]}), so the two latency-sized baselines are sized by shares, "
-        "not milliseconds, and only `edgekd_tune` corrects on the board; `edgekd_tune` decided when to stop on its own "
+        f"model of {str(model.get('created', '?'))[:10]}), so `compress_flops` and a `model`-sized baseline are sized "
+        "by shares, not milliseconds; only `edgekd_tune` and a `board`-sized baseline have seen the board before "
+        "their final bench; `edgekd_tune` decided when to stop on its own "
         "benches (tune.json), while this table re-measures its final artifact like every other; targets are fixed "
         "milliseconds from the reference bench, so a board that drifts moves every method's p50 alike (each cell's "
         "dense p50 of the same bench is in its cell file); at this CPU scale accuracies are far from converged.",
@@ -605,6 +743,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--profile-heldout", type=int, default=40, help="latency profile: held-out networks")
     parser.add_argument("--profile-refine", type=int, default=api.ProfileOptions.refine,
                         help="latency profile: refinement passes")
+    parser.add_argument("--size-by", choices=["board", "model"], default="board",
+                        help="how torch_pruning and uniform_kd are sized: measured on the board (a search started "
+                             "where the latency model points) or by the model's share alone")
+    parser.add_argument("--sizing-probes", type=int, default=5, help="networks measured per sizing search, at most")
+    parser.add_argument("--sizing-tolerance", type=int, default=10,
+                        help="a sizing search stops when meeting and missing k are this close (permille)")
     parser.add_argument("--results", default=None, help="results store (default: the user's)")
     parser.add_argument("--torch-threads", type=int, default=2)
     parser.add_argument("--report-only", action="store_true", help="rewrite the docs section from cached cells")

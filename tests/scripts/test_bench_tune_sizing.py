@@ -1,0 +1,93 @@
+"""The measured sizing search of ``scripts/bench_tune.py``: the baselines (Torch-Pruning's ratio, the uniform width
+multiplier) are sized by benching candidate networks on the board, a few probes each — so the search must land on
+the largest k that meets the target while measuring few networks, on a staircase and under noise."""
+
+import importlib.util
+import math
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_tune.py"
+
+
+@pytest.fixture(scope="module")
+def bench_tune():
+    spec = importlib.util.spec_from_file_location("bench_tune_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def staircase(step: int):
+    """p50 (ms) of a network keeping k permille: quadratic in the channels kept, which move in steps of ``step``."""
+
+    def measure(k: int) -> tuple[float, tuple]:
+        kept = math.ceil(k / step) * step
+        return 0.1 + 0.9 * (kept / 1000) ** 2, (kept,)
+
+    return measure
+
+
+def counting(measure):
+    seen: set[tuple] = set()
+
+    def wrapped(k: int):
+        p50, shape = measure(k)
+        seen.add(shape)
+        return p50, shape
+
+    return wrapped, seen
+
+
+@pytest.mark.parametrize("start", [50, 300, 900, 1000])
+@pytest.mark.parametrize("goal", [0.3, 0.55, 0.9])
+def test_the_search_finds_the_largest_k_that_meets_from_any_start(bench_tune, start, goal):
+    measure, seen = counting(staircase(40))
+    found, points = bench_tune.measured_search(measure, goal, 50, 1000, start, (1000, 1.0), max_networks=8,
+                                               tolerance=10)
+    truth = max(k for k in range(50, 1001) if staircase(40)(k)[0] <= goal)
+    assert found is not None and staircase(40)(found)[0] <= goal
+    # within the tolerance of the true largest k (or on the same stair: the same network)
+    assert truth - found <= 10 or staircase(40)(found)[1] == staircase(40)(truth)[1]
+    assert len(seen) <= 8
+    assert all(staircase(40)(k)[0] == p for k, p in points.items())
+
+
+def test_a_model_that_points_close_needs_few_networks(bench_tune):
+    measure, seen = counting(staircase(40))
+    goal = 0.5
+    truth = max(k for k in range(50, 1001) if staircase(40)(k)[0] <= goal)
+    found, _ = bench_tune.measured_search(measure, goal, 50, 1000, truth - 30, (1000, 1.0), max_networks=5,
+                                          tolerance=10)
+    assert staircase(40)(found)[1] == staircase(40)(truth)[1]
+    assert len(seen) <= 3
+
+
+def test_nothing_meets_and_the_dense_meets(bench_tune):
+    measure, seen = counting(staircase(40))
+    found, points = bench_tune.measured_search(measure, 0.05, 50, 1000, 600, (1000, 1.0), max_networks=8,
+                                               tolerance=10)
+    assert found is None and min(points) == 50  # it went down to the smallest k before giving up
+    found, points = bench_tune.measured_search(staircase(40), 2.0, 50, 1000, 1000, (1000, 1.0), max_networks=8,
+                                               tolerance=10)
+    assert found == 1000 and list(points) == [1000]
+
+
+def test_noise_that_breaks_monotonicity_still_ends_within_the_probe_budget(bench_tune):
+    rng = random.Random(0)
+    base = staircase(40)
+
+    def noisy(k: int):
+        p50, shape = base(k)
+        return p50 * rng.uniform(0.85, 1.15), shape
+
+    measure, seen = counting(noisy)
+    found, points = bench_tune.measured_search(measure, 0.5, 50, 1000, 700, (1000, 1.0), max_networks=6,
+                                               tolerance=10)
+    assert len(seen) <= 6
+    assert found is None or points[found] <= 0.5
