@@ -395,7 +395,7 @@ def run_torch_pruning(ctx: Bench, target: str, seed: int, steps: int, run_dir: P
     def pruned(kept_permille: int) -> nn.Module:
         return torch_pruned(ctx.teacher, 1 - kept_permille / 1000, shape)
 
-    sizing = size_baseline(ctx, "torch_pruning", target, pruned, 1000, ctx.arch)
+    sizing = size_baseline(ctx, "torch_pruning", target, pruned, 1000, lambda _k: ctx.arch)
     ratio = 1 - sizing["k"] / 1000
     pruned_file = run_dir / "pruned" / "model.pt"  # finetune resumes from the network saved beside it
     save_model(pruned_file, torch_pruned(ctx.teacher, ratio, shape), ctx.arch, extra={"stage": "torch_pruning"})

@@ -49,6 +49,8 @@ class CompileOptions:
 
     Attributes:
         tune_trials: MetaSchedule trial budget spread over the model's tasks (0 = untuned).
+        tune_trials_per_task: instead of spreading ``tune_trials``, give every task this many trials (tasks the
+            database's ledger already gives as many are reused); tunes even when ``tune_trials`` is 0.
         tune_max_minutes: stop tuning after this many minutes, keeping the records measured so far.
         input_shape: input shape when the model is a bare ``nn.Module`` (ignored for saved models).
         model_name: name recorded in the manifest for a bare ``nn.Module``.
@@ -61,6 +63,7 @@ class CompileOptions:
     """
 
     tune_trials: int = 0
+    tune_trials_per_task: int | None = None
     tune_max_minutes: float | None = None
     input_shape: tuple[int, ...] = (1, 3, 32, 32)
     model_name: str | None = None
@@ -185,13 +188,15 @@ def compile_model(model: object, target: str | Path | TargetProfile, out_dir: st
 
     options = options or CompileOptions()
     trials = options.tune_trials if tune_trials is None else tune_trials
-    if trials < 0:
-        raise ConfigError(f"tune_trials={trials}: must be >= 0")
+    per_task = options.tune_trials_per_task
+    if trials < 0 or (per_task is not None and per_task < 1):
+        raise ConfigError(f"tune_trials={trials}, tune_trials_per_task={per_task}: trials must be >= 0, per task >= 1")
+    tuned = trials > 0 or per_task is not None
     started = time.perf_counter()
     timings: dict[str, float] = {}
     profile = load_target(target) if not isinstance(target, TargetProfile) else target
     toolchain = get_toolchain(profile)  # fail fast on a missing compiler/NDK, before any heavy work
-    if trials > 0:
+    if tuned:
         ensure_measurable(profile, measure)
     runtime = get_runtime_libs(profile) if options.runner else None
     resolved = _resolve_model(model, options)
@@ -200,15 +205,15 @@ def compile_model(model: object, target: str | Path | TargetProfile, out_dir: st
     host_cpu = build.system_cpu() if profile.tvm_target.mcpu == "host" else None
     tvm_target_dict = profile.tvm_target.as_tvm_dict(host_cpu=host_cpu)
     tvm_target = build.make_target(tvm_target_dict)
-    prepack = trials > 0 and options.weight_prepack
+    prepack = tuned and options.weight_prepack
     imported = build.import_model(resolved.traceable, torch.from_numpy(example), fold=options.fold_batch_norms)
     mod = build.prepare_module(imported, tvm_target, prepack)
     timings["import_s"] = time.perf_counter() - started
 
     tuning, database, measured = TuningInfo(), None, 0
-    if trials > 0:
+    if tuned:
         result = tune_module(mod, tvm_target, profile, trials, options.tune_max_minutes, measure=measure, board=board,
-                             on_batch=on_batch)
+                             on_batch=on_batch, per_task=per_task)
         database, measured = result.database, result.measured
         tuning = TuningInfo(trials=result.trials, database=str(result.database), seconds=round(result.seconds, 3),
                             tasks=result.tasks, tasks_tuned=result.tasks_tuned, tasks_reused=result.tasks_reused,

@@ -294,8 +294,9 @@ def read_ledger(directory: Path) -> dict[str, dict[str, Any]]:
 def tune_module(mod: Any, target: Any, profile: TargetProfile, trials: int,
                 max_minutes: float | None = None, clock: Callable[[], float] = time.monotonic, *,
                 measure: MeasureFactory | None = None, board: str | None = None,
-                on_batch: BatchCallback | None = None) -> TuningResult:
-    """Tune the tasks of ``mod`` not yet in the target's database, spreading ``trials`` over all tasks.
+                on_batch: BatchCallback | None = None, per_task: int | None = None) -> TuningResult:
+    """Tune the tasks of ``mod`` not yet in the target's database, spreading ``trials`` over all tasks (or, with
+    ``per_task``, giving each task that many: the latency profiler's networks, tuned as its lattice kernels are).
 
     ``max_minutes`` bounds the tuning wall time: when it runs out, the remaining tasks are stopped and the
     records measured so far are kept (tasks cut short are tuned again by a later compile). The deadline is
@@ -314,7 +315,8 @@ def tune_module(mod: Any, target: Any, profile: TargetProfile, trials: int,
     from tvm.s_tir import meta_schedule as ms
 
     tasks = ms.relax_integration.extract_tasks(mod, target)
-    per_task = max(1, math.ceil(trials / len(tasks))) if tasks else 0
+    if per_task is None:
+        per_task = max(1, math.ceil(trials / len(tasks))) if tasks else 0
     return tune_tasks(tasks, target, profile, per_task, max_minutes, clock, measure=measure, board=board,
                       on_batch=on_batch)
 

@@ -30,6 +30,7 @@ An emulated board is refused (its timings are the emulator's, not latency).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -45,6 +46,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -294,7 +296,9 @@ class _Profiler:
         self.stats: dict[str, float] = {}
 
     # ------------------------------------------------------------------ set-up
-    def _target(self):
+    @functools.cached_property
+    def target(self) -> tuple[Any, str | None]:
+        """The TVM target of the profile and its toolchain's C compiler (built once: the kernels' and the tuning's)."""
         from edgekd.compile import build
         from edgekd.compile.toolchains import get_toolchain
 
@@ -309,7 +313,7 @@ class _Profiler:
         interval of a varying axis is measured at both ends of the other axis, and when the table mispredicts it
         by more than ``refine_tolerance`` the midpoint becomes a lattice level (nn-Meter adds samples where its
         error exceeds 10%; untuned TVM kernels have steps of 10x between neighbouring widths)."""
-        target, compiler = self._target()
+        target, compiler = self.target
         timer = self.options.timer
         cache = _PointCache(board, {"target": str(target), "threads": threads,
                                     "timer": [timer.number, timer.repeat, timer.min_repeat_ms],
@@ -490,7 +494,7 @@ class _Tuning:
         self.device, self.profile, self.trials = profiler.device, profiler.profile, profiler.options.tune_trials
         self.board = None if self.device.measures_here(self.profile) else board  # as edgekd compile --device
         self.directory = database_dir(self.profile.name, self.board)
-        self.target, _compiler = profiler._target()
+        self.target, _compiler = profiler.target
         self.stats = {"tasks_tuned": 0, "tune_s": 0.0}
         self.lattice: set[str] = set()  # ledger keys of the lattice's tasks: what the model's digest covers
 
@@ -543,25 +547,19 @@ class _Tuning:
         return {point: ledger_digest(ledger, ks) for point, ks in keys.items()}
 
     def compile_networks(self, graph: ChannelGraph, configs: list[dict[int, int]], scratch: Path) -> list[Path]:
-        """Each configuration pruned, its new tasks tuned, compiled with the database's schedules — one at a
-        time (tuning times candidates on the board)."""
-        from tvm.s_tir import meta_schedule as ms
-
-        from edgekd.compile.build import import_model, prepare_module
-
+        """Each configuration pruned and compiled as a deployed one is, its new tasks tuned with ``tune_trials``
+        each on the board first — one at a time (tuning times candidates on the board)."""
         profiler, artifacts = self.profiler, []
+        options = CompileOptions(input_shape=profiler.input_shape, model_name=profiler.network.name, onnx=False,
+                                 tune_trials_per_task=self.trials)
         for index, widths in enumerate(configs):
             pruned = prune_model(profiler.model, graph, masks_for(graph, widths)).model.eval()
-            example = torch.zeros(profiler.input_shape)
-            tasks = ms.relax_integration.extract_tasks(
-                prepare_module(import_model(pruned, example), self.target, weight_prepack=True), self.target)
-            self.tune(list(tasks), "tune networks")
-            # every task now has tune_trials in the ledger: compile_model's tuning reuses them all
-            options = CompileOptions(input_shape=profiler.input_shape, model_name=profiler.network.name, onnx=False,
-                                     tune_trials=self.trials * max(1, len(tasks)))
             with self._runner() as measure:
-                artifacts.append(compile_model(pruned, self.profile, scratch / f"n{index}", options, measure=measure,
-                                               board=self.board).path)
+                artifact = compile_model(pruned, self.profile, scratch / f"n{index}", options, measure=measure,
+                                         board=self.board)
+            self.stats["tasks_tuned"] += artifact.manifest.tuning.tasks_tuned
+            self.stats["tune_s"] = round(self.stats["tune_s"] + (artifact.manifest.tuning.seconds or 0.0), 1)
+            artifacts.append(artifact.path)
             profiler.say("compile networks", index + 1, len(configs))
         return artifacts
 

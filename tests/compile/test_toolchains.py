@@ -64,3 +64,5 @@ def test_compile_options_reject_negative_trials(tmp_path):
 
     with pytest.raises(ConfigError, match="tune_trials=-1"):
         compile_model(object(), "host", tmp_path / "out", CompileOptions(tune_trials=-1))
+    with pytest.raises(ConfigError, match="tune_trials_per_task=0"):
+        compile_model(object(), "host", tmp_path / "out", CompileOptions(tune_trials_per_task=0))
