@@ -46,3 +46,20 @@ def test_console_script_typo_is_a_usage_message(argv):
     assert done.returncode == 2, done.stderr
     assert "usage" in done.stderr.lower() and "Traceback" not in done.stderr, done.stderr
     assert done.stdout == ""
+
+
+def test_latency_profile_help_states_the_profiler_defaults():
+    """The CLI does not import the profiler (torch) to render its help, so the defaults it states are literals:
+    they must be ProfileOptions' own."""
+    import inspect
+    import re
+
+    from edgekd.cli import latency_cmd
+    from edgekd.latency.profile import ProfileOptions
+
+    params = inspect.signature(latency_cmd.profile).parameters
+    for name in ("levels", "refine", "tune_trials"):
+        stated = re.search(r"\[default: (\d+)\]", params[name].default.help)
+        assert stated and int(stated.group(1)) == getattr(ProfileOptions, name), name
+    for name in ("calibration", "heldout", "rounds"):
+        assert params[name].default.default == getattr(ProfileOptions, name), name
