@@ -67,6 +67,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import statistics
 import sys
 import time
@@ -338,8 +339,27 @@ def step_budget(ctx: Bench, target: str, seed: int) -> int:
 
 
 # ---------------------------------------------------------------------- the methods
+def seed_tune_reference(ctx: Bench, run_dir: Path) -> None:
+    """``edgekd tune`` compiles the dense and the floor networks into ``RUN/reference/`` before round 1. Here they are
+    the bench's own reference networks (the same teacher, the same floor widths, compiled with the same trials):
+    copied in (atomically, once), so a cell does not spend minutes recompiling them. Tune still benches them itself."""
+    root = run_dir / "reference"
+    if root.exists():
+        return
+    staging = run_dir / "reference.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    sources = {"dense": (ctx.teacher_dir / "model.pt", Path(ctx.reference["dense_artifact"])),
+               "floor": (ctx.args.out / "reference" / "floor" / "model.pt", Path(ctx.reference["floor_artifact"]))}
+    for name, (model, artifact) in sources.items():
+        (staging / name).mkdir(parents=True)
+        shutil.copy2(model, staging / name / "model.pt")
+        shutil.copytree(artifact, staging / name / "artifact")
+    staging.rename(root)
+
+
 def run_edgekd_tune(ctx: Bench, goal_ms: float, seed: int, run_dir: Path) -> Built:
     args = ctx.args
+    seed_tune_reference(ctx, run_dir)
     options = api.TuneOptions(max_rounds=args.max_rounds, repeats=args.repeats, tune_trials=args.tune_trials,
                               runs=args.runs, min_seconds=args.min_seconds, profile=profile_options(args))
     state = api.tune(tune_recipe(ctx, seed), ctx.entry.name, latency_ms=goal_ms, options=options,
