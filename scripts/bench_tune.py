@@ -526,15 +526,16 @@ def size_baseline(ctx: Bench, method: str, target: str, build: Callable[[int], n
     latency; ``--size-by model`` stops there) and measures at most ``--sizing-probes`` networks. Kept in
     ``OUT/sizing/<method>-<target>.json`` (seeds share it; a rerun measures nothing twice)."""
     goal = target_ms(ctx.reference)[target]
+    path = ctx.args.out / "sizing" / f"{method}-{target}.json"
+    state = _read_json(path) if ctx.args.size_by == "board" else None
+    if state is not None and "k" in state:  # sized by an earlier cell (another seed): nothing to build again
+        return state
     predicted_goal = goal / ctx.reference["dense_p50_ms"] * ctx.reference["dense"]["predicted_ms"]
     start = largest_meeting(lambda k: predicted_ms(ctx, build(k)) <= predicted_goal, SIZE_LOW, high)
     if ctx.args.size_by == "model":
         return {"by": "model", "k": start, "start": start, "goal_ms": goal, "probes": []}
-    path = ctx.args.out / "sizing" / f"{method}-{target}.json"
-    state = _read_json(path) or {"by": "board", "method": method, "target": target, "goal_ms": goal,
-                                 "start": start, "probes": []}
-    if "k" in state:
-        return state
+    state = state or {"by": "board", "method": method, "target": target, "goal_ms": goal, "start": start,
+                      "probes": []}
     dense_artifact = Path(ctx.reference["dense_artifact"])
 
     def measure(k: int) -> tuple[float, tuple]:
@@ -548,12 +549,13 @@ def size_baseline(ctx: Bench, method: str, target: str, build: Callable[[int], n
         artifact = compile_artifact(ctx, where / "model.pt", where / "artifact")
         row_tags = [tags(method, target, None, "dense"), {**tags(method, target, None, "sizing"), "sizing_k": k}]
         dense_m, probe_m = bench_runtimes(ctx, [dense_artifact, artifact], row_tags, onnxruntime=False)
-        state["probes"].append({"k": k, "widths": list(shape), "p50_ms": p50(probe_m),
+        measured = p50(probe_m)
+        state["probes"].append({"k": k, "widths": list(shape), "p50_ms": measured,
                                 "p50s": [r.timing_ms["p50"] for r in probe_m["tvm"]], "dense_p50_ms": p50(dense_m),
                                 "predicted_ms": predicted_ms(ctx, model), "artifact": str(artifact)})
         atomic_write_json(path, state)
-        ctx.say(f"{method} sizing for {target}: k = {k} measured {p50(probe_m):.4g} ms (target {goal:.4g} ms)")
-        return p50(probe_m), shape
+        ctx.say(f"{method} sizing for {target}: k = {k} measured {measured:.4g} ms (target {goal:.4g} ms)")
+        return measured, shape
 
     anchor = (high, ctx.reference["dense_p50_ms"])
     found, points = measured_search(measure, goal, SIZE_LOW, high, start, anchor, ctx.args.sizing_probes,
