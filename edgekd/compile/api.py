@@ -184,7 +184,7 @@ def compile_model(model: object, target: str | Path | TargetProfile, out_dir: st
     from edgekd.compile.runner import RUNNER_NAME, build_runner
     from edgekd.compile.runtime_libs import get_runtime_libs
     from edgekd.compile.toolchains import get_toolchain
-    from edgekd.compile.tuning import ensure_measurable, tune_module
+    from edgekd.compile.tuning import ensure_measurable, open_database, tune_module
 
     options = options or CompileOptions()
     trials = options.tune_trials if tune_trials is None else tune_trials
@@ -222,7 +222,8 @@ def compile_model(model: object, target: str | Path | TargetProfile, out_dir: st
 
     with staging_dir(Path(out_dir)) as staging:
         mark = time.perf_counter()
-        build.compile_library(mod, tvm_target, staging / LIBRARY, toolchain.compiler(), database, prepack)
+        build.compile_library(mod, tvm_target, staging / LIBRARY, toolchain.compiler(),
+                              open_database(database) if database is not None else None, prepack)
         timings["compile_s"] = time.perf_counter() - mark
         example.tofile(staging / INPUT_FILE)
         reference.tofile(staging / OUTPUT_FILE)

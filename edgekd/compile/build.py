@@ -142,7 +142,7 @@ def prepare_module(mod: Any, target: Any, weight_prepack: bool = False) -> Any:
 
 
 def compile_library(mod: Any, target: Any, output: Path, compiler: str | None,
-                    database_dir: Path | None = None, weight_prepack: bool = False) -> Path:
+                    database: Any = None, weight_prepack: bool = False) -> Path:
     """Compile a prepared module and export it as a shared library.
 
     Args:
@@ -150,7 +150,8 @@ def compile_library(mod: Any, target: Any, output: Path, compiler: str | None,
         target: a ``tvm.target.Target``.
         output: the ``.so`` to write.
         compiler: one C compiler executable (cross or host); ``None`` uses TVM's default (host g++).
-        database_dir: a MetaSchedule JSON database directory whose best records are applied.
+        database: a MetaSchedule database (:func:`edgekd.compile.tuning.open_database`) whose best records are
+            applied.
         weight_prepack: the module was prepared with ``weight_prepack``: split each tuned schedule's weight
             layout rewrite out and fold it into the constant weights.
 
@@ -162,9 +163,9 @@ def compile_library(mod: Any, target: Any, output: Path, compiler: str | None,
     from tvm.support import cc
 
     try:
-        if database_dir is not None:
-            with target, tvm.transform.PassContext(opt_level=3):
-                mod = relax.transform.MetaScheduleApplyDatabase(str(database_dir))(mod)
+        if database is not None:
+            with target, database, tvm.transform.PassContext(opt_level=3):
+                mod = relax.transform.MetaScheduleApplyDatabase()(mod)
                 if weight_prepack:
                     mod = relax.transform.SplitLayoutRewritePreproc()(mod)
                     mod = relax.transform.FoldConstant()(mod)

@@ -60,9 +60,9 @@ from edgekd.config.target import TargetProfile
 from edgekd.errors import CompileError, ToolchainError
 from edgekd.paths import cache_dir
 
-__all__ = ["TuningResult", "database_dir", "board_key", "tune_module", "tune_tasks", "task_key", "read_ledger",
-           "ensure_measurable", "register_fast_build", "make_builder", "FAST_BUILD_FUNC", "FAST_EXPORT_FUNC",
-           "MEASURE_BACKENDS", "BUILD_TIMEOUT_S", "MeasureFactory"]
+__all__ = ["TuningResult", "database_dir", "open_database", "board_key", "tune_module", "tune_tasks", "task_key",
+           "read_ledger", "ensure_measurable", "register_fast_build", "make_builder", "FAST_BUILD_FUNC",
+           "FAST_EXPORT_FUNC", "MEASURE_BACKENDS", "BUILD_TIMEOUT_S", "MeasureFactory"]
 
 FAST_BUILD_FUNC = "edgekd.meta_schedule.build"
 #: ``on_batch(trials, task name, fastest mean ms or None)``, called after each measured batch
@@ -260,6 +260,37 @@ def ensure_measurable(profile: TargetProfile, measure: MeasureFactory | None = N
     return backend
 
 
+# directory -> (stamp of its JSON files, the JSONDatabase read from them): a board's database grows to
+# hundreds of MB (a tuned latency profile's: 134 MB, 17 s to parse) and a profile compiles dozens of networks
+_OPEN: dict[Path, tuple[tuple[tuple[int, int], ...], Any]] = {}
+_DATABASE_FILES = ("database_workload.json", "database_tuning_record.json")
+
+
+def _stamp(directory: Path) -> tuple[tuple[int, int], ...]:
+    stats = [(directory / name).stat() if (directory / name).exists() else None for name in _DATABASE_FILES]
+    return tuple((st.st_size, st.st_mtime_ns) if st else (-1, 0) for st in stats)
+
+
+def open_database(directory: Path) -> Any:
+    """The MetaSchedule JSON database in ``directory``, read once per process while its files are unchanged
+    (another process's records change their size and time: the database is read again)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    directory = Path(directory)
+    stamp = _stamp(directory)
+    cached = _OPEN.get(directory)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    database = ms.database.JSONDatabase(work_dir=str(directory))
+    _OPEN[directory] = (_stamp(directory), database)
+    return database
+
+
+def _remember(directory: Path, database: Any) -> None:
+    """``database`` wrote its own records to ``directory`` (under the lock): its files match it again."""
+    _OPEN[Path(directory)] = (_stamp(Path(directory)), database)
+
+
 @contextmanager
 def _locked(directory: Path) -> Iterator[None]:
     """Exclusive lock on a target's database (concurrent compiles would interleave JSON records)."""
@@ -329,8 +360,6 @@ def tune_tasks(tasks: list[Any], target: Any, profile: TargetProfile, per_task: 
     ``per_task`` trials each (:func:`tune_module` spreads a network's budget over its tasks; the latency profiler
     gives every kernel of its lattice the same number). Tasks repeated in ``tasks`` are tuned once. The other
     arguments are :func:`tune_module`'s."""
-    from tvm.s_tir import meta_schedule as ms
-
     started = time.perf_counter()
     directory = database_dir(profile.name, board)
     with _locked(directory):
@@ -339,14 +368,18 @@ def tune_tasks(tasks: list[Any], target: Any, profile: TargetProfile, per_task: 
         ledger = read_ledger(directory)
         unique = {task_key(task, target): task for task in tasks}
         todo = [(task, key) for key, task in unique.items() if ledger.get(key, {}).get("trials", 0) < per_task]
-        database = ms.database.JSONDatabase(work_dir=str(directory))
+        database = open_database(directory)
         before = len(database)
         pretrained_on = 0
         if todo:
             deadline = clock() + 60 * max_minutes if max_minutes else None
+            _import_cpu_tensor_intrinsics(profile.arch)  # before pre-training makes the first TuneContext
             cost_model, pretrained_on = pretrained_cost_model(database, target)
-            done = _run_tuning([task for task, _ in todo], per_task, directory, database, profile, deadline, clock,
-                               measure, on_batch, cost_model)
+            try:
+                done = _run_tuning([task for task, _ in todo], per_task, directory, database, profile, deadline,
+                                   clock, measure, on_batch, cost_model)
+            finally:
+                _remember(directory, database)
             for task, key in todo:
                 trials_done = per_task if done is None else done.get(task.task_name, 0)
                 ledger[key] = {"task": task.task_name, "trials": trials_done}

@@ -54,7 +54,7 @@ from torch import nn
 from edgekd.atomic import atomic_write_json
 from edgekd.compile.api import CompileOptions, compile_model
 from edgekd.compile.artifact import utc_now
-from edgekd.compile.tuning import board_key, database_dir, read_ledger, task_key, tune_tasks
+from edgekd.compile.tuning import board_key, database_dir, open_database, read_ledger, task_key, tune_tasks
 from edgekd.config.devices import Device
 from edgekd.config.target import TargetProfile
 from edgekd.device import connect
@@ -499,9 +499,7 @@ class _Tuning:
         self.lattice: set[str] = set()  # ledger keys of the lattice's tasks: what the model's digest covers
 
     def database(self):
-        from tvm.s_tir import meta_schedule as ms
-
-        return ms.database.JSONDatabase(work_dir=str(self.directory))
+        return open_database(self.directory)
 
     @contextmanager
     def _runner(self):

@@ -259,3 +259,27 @@ def test_databases_are_kept_per_target_and_board_cpu():
     assert database_dir("jetson-tx2", real).name == f"jetson-tx2@{real}"
     assert database_dir("jetson-tx2", emulated) != database_dir("jetson-tx2", real)
     assert database_dir("host", None) == database_dir("host") and database_dir("host").name == "host"
+
+
+def _workload(size: int):
+    import tvm
+    from tvm import te
+
+    a = te.placeholder((size,), name="a")
+    b = te.compute((size,), lambda i: a[i] + 1.0, name="b")
+    return tvm.IRModule({"main": te.create_prim_func([a, b])})
+
+
+def test_a_database_is_read_once_while_its_files_are_unchanged(tmp_path):
+    from tvm.s_tir import meta_schedule as ms
+
+    first = tuning_module.open_database(tmp_path)
+    assert tuning_module.open_database(tmp_path) is first  # nothing changed: not parsed again
+    other = ms.database.JSONDatabase(work_dir=str(tmp_path))  # another process's compile, say
+    other.commit_workload(_workload(8))
+    again = tuning_module.open_database(tmp_path)
+    assert again is not first and len(again.get_all_tuning_records()) == 0
+    assert again.has_workload(_workload(8))  # what the other writer added is seen
+    again.commit_workload(_workload(16))  # our own write, then remembered (as tune_tasks does under its lock)
+    tuning_module._remember(tmp_path, again)
+    assert tuning_module.open_database(tmp_path) is again
