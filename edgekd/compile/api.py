@@ -214,7 +214,7 @@ def compile_model(model: object, target: str | Path | TargetProfile, out_dir: st
     if tuned:
         result = tune_module(mod, tvm_target, profile, trials, options.tune_max_minutes, measure=measure, board=board,
                              on_batch=on_batch, per_task=per_task)
-        database, measured = result.database, result.measured
+        database, measured = open_database(result.database), result.measured  # read once: tuning just did
         tuning = TuningInfo(trials=result.trials, database=str(result.database), seconds=round(result.seconds, 3),
                             tasks=result.tasks, tasks_tuned=result.tasks_tuned, tasks_reused=result.tasks_reused,
                             weight_prepack=prepack, cost_model_records=result.pretrained_on)
@@ -222,8 +222,7 @@ def compile_model(model: object, target: str | Path | TargetProfile, out_dir: st
 
     with staging_dir(Path(out_dir)) as staging:
         mark = time.perf_counter()
-        build.compile_library(mod, tvm_target, staging / LIBRARY, toolchain.compiler(),
-                              open_database(database) if database is not None else None, prepack)
+        build.compile_library(mod, tvm_target, staging / LIBRARY, toolchain.compiler(), database, prepack)
         timings["compile_s"] = time.perf_counter() - mark
         example.tofile(staging / INPUT_FILE)
         reference.tofile(staging / OUTPUT_FILE)
