@@ -91,3 +91,16 @@ def test_noise_that_breaks_monotonicity_still_ends_within_the_probe_budget(bench
                                                tolerance=10)
     assert len(seen) <= 6
     assert found is None or points[found] <= 0.5
+
+
+def test_the_table_judges_each_cell_in_milliseconds_and_against_the_dense_network_of_its_own_bench(bench_tune):
+    reference = {"dense_p50_ms": 1.0, "floor_p50_ms": 0.1, "dense_onnxruntime_p50_ms": 0.5,
+                 "floor_onnxruntime_p50_ms": 0.1, "dense": {"flops": 4e6, "params": 2e3},
+                 "floor": {"flops": 1e5, "params": 1e2}}
+    cell = {"method": "torch_pruning", "target": "A", "target_ms": 0.6, "target_share": 0.6, "test_acc": 0.5,
+            "p50_ms": 0.63, "dense_p50_ms": 1.1, "met": False, "onnxruntime_p50_ms": 0.3, "flops": 2e6,
+            "params": 1e3, "optimizer_steps": 10, "rounds": None, "detail": {}}
+    [row] = [r for r in bench_tune.table_rows([cell], reference, None) if r.startswith("| torch_pruning")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[6] == "0.573 ± 0.000"  # 0.63 ms ÷ the 1.1 ms dense of the same bench
+    assert cells[-2:] == ["0/1", "1/1"]  # over 0.6 ms, but the board ran slower that hour: within 0.6 × dense
