@@ -3,7 +3,8 @@
 Input: per-family tables of measured fused-kernel latency over a lattice of channel widths (one family = the ops
 whose kernels differ only in channel counts, :func:`edgekd.latency.kernels.family_key`), a calibration of their
 sum against whole networks measured on the board, and the provenance of every number. Output: predictions —
-an op's latency at any widths (bilinear in the lattice: exact for a cost bilinear in the widths, as a conv's is),
+an op's latency at any widths (bilinear in the lattice: exact for a cost bilinear in the widths, as a conv's is;
+tuned kernels, which scatter around that trend, are read off a least-squares bilinear surface instead),
 its marginal latency per channel (a finite difference over one grid step, so the staircase neither zeroes it nor
 makes it spike), and a network's latency = α · Σ ops + β.
 
@@ -17,10 +18,11 @@ from __future__ import annotations
 import bisect
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["SCHEMA_VERSION", "Table", "Provenance", "Calibration", "Validation", "NetworkKey", "LatencyModel",
-           "interpolate"]
+           "interpolate", "fit_surface"]
 
 SCHEMA_VERSION = 1
 
@@ -51,21 +53,46 @@ def interpolate(a_levels: list[int], b_levels: list[int], values: list[list[floa
             + s * ((1 - t) * values[i1][j0] + t * values[i1][j1]))
 
 
+def _surface_terms(a_in: float, a_out: float) -> list[float]:
+    return [1.0, a_in, a_out, a_in * a_out]
+
+
+def fit_surface(a_levels: list[int], b_levels: list[int], values: list[list[float]]) -> list[float]:
+    """Least-squares coefficients of ``c0 + c1·a + c2·b + c3·a·b`` through ``values[i][j]`` (at ``a_levels[i]``,
+    ``b_levels[j]``): a conv's cost is bilinear in its channel counts, and tuned kernels scatter around that
+    trend (each schedule is the best of a few trials: measured at 4 trials, neighbouring widths 2-4x apart).
+    Unweighted, because a network's time is a sum, which the large kernels dominate."""
+    rows = [_surface_terms(a, b) for a in a_levels for b in b_levels]
+    targets = [v for row in values for v in row]
+    coefficients, *_ = np.linalg.lstsq(np.array(rows), np.array(targets), rcond=None)  # rank-deficient: min norm
+    return [float(c) for c in coefficients]
+
+
 class Table(_Strict):
     """Measured milliseconds of one op family: ``ms[i][j]`` at ``a_in[i]`` input and ``a_out[j]`` output channels.
-    A depthwise family depends on its channel count only: ``a_in`` is ``[0]`` and ``ms`` has one row."""
+    A depthwise family depends on its channel count only: ``a_in`` is ``[0]`` and ``ms`` has one row.
+
+    ``fit`` (tuned kernels): the :func:`fit_surface` coefficients through ``ms``; values are read off that
+    surface instead of interpolated between the scattered measurements (never below zero). Untuned kernels are
+    deterministic staircases, which interpolation between 8 levels follows (``fit`` None)."""
 
     family: str
     a_in: list[int]
     a_out: list[int]
     ms: list[list[float]]
+    fit: list[float] | None = None
 
     @property
     def depthwise(self) -> bool:
         return self.a_in == [0]
 
     def value(self, a_in: float, a_out: float) -> float:
-        return interpolate(self.a_in, self.a_out, self.ms, 0 if self.depthwise else a_in, a_out)
+        a_in = 0 if self.depthwise else a_in
+        if self.fit is None:
+            return interpolate(self.a_in, self.a_out, self.ms, a_in, a_out)
+        a_in = min(max(a_in, self.a_in[0]), self.a_in[-1])  # as interpolate: never beyond the measured widths
+        a_out = min(max(a_out, self.a_out[0]), self.a_out[-1])
+        return max(0.0, sum(c * t for c, t in zip(self.fit, _surface_terms(a_in, a_out), strict=True)))
 
     def slopes(self, a_in: float, a_out: float, step: int) -> tuple[float, float]:
         """Milliseconds per channel of the input and the output side: ``(f(a + step) - f(a)) / step``, the step

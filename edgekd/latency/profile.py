@@ -72,6 +72,7 @@ from edgekd.latency.model import (
     Provenance,
     Table,
     Validation,
+    fit_surface,
 )
 from edgekd.latency.store import ledger_digest, tuning_digest
 from edgekd.learn.progress import task_progress
@@ -344,8 +345,12 @@ class _Profiler:
             if not added:
                 break
         self.stats.update(measure.stats)
-        return {plan.family: Table(family=plan.family, a_in=plan.a_in, a_out=plan.a_out, ms=measure.table(plan))
-                for plan in plans}
+        tables = {}
+        for plan in plans:
+            ms = measure.table(plan)
+            fit = fit_surface(plan.a_in, plan.a_out, ms) if tuning is not None else None  # see Table
+            tables[plan.family] = Table(family=plan.family, a_in=plan.a_in, a_out=plan.a_out, ms=ms, fit=fit)
+        return tables
 
     @staticmethod
     def _shape(plan: FamilyPlan, a_in: int, a_out: int) -> OpShape:

@@ -8,7 +8,7 @@ import pytest
 
 from edgekd.errors import ConfigError
 from edgekd.latency.design import grid_widths, lattices
-from edgekd.latency.model import LatencyModel, NetworkKey, Provenance, Table, interpolate
+from edgekd.latency.model import LatencyModel, NetworkKey, Provenance, Table, fit_surface, interpolate
 from edgekd.latency.profile import fit_calibration
 from edgekd.latency.store import (
     list_latency_models,
@@ -54,6 +54,31 @@ def test_slopes_are_one_grid_step_differences_even_on_a_staircase():
     assert top == pytest.approx((6.0 - 2.0) / 8)
     depthwise = Table(family="dw", a_in=[0], a_out=[8, 16], ms=[[1.0, 2.0]])
     assert depthwise.slopes(12, 12, 8) == (0.0, pytest.approx(1 / 8))
+
+
+def test_tuned_tables_read_the_trend_through_scattered_kernels_not_the_scatter():
+    # tuned kernels: each the best of a few trials, so neighbouring widths scatter ±50% around a bilinear trend
+    a_levels, b_levels = [8, 24, 64, 96], [8, 32, 96, 128]
+    scatter = [[1.5, 0.5, 1.0, 1.0], [0.5, 1.5, 1.0, 1.0], [1.0, 1.0, 1.5, 0.5], [1.0, 1.0, 0.5, 1.5]]  # mean 1
+    values = [[bilinear(a, b) * scatter[i][j] for j, b in enumerate(b_levels)] for i, a in enumerate(a_levels)]
+    fitted = Table(family="conv", a_in=a_levels, a_out=b_levels, ms=values, fit=fit_surface(a_levels, b_levels, values))
+    raw = Table(family="conv", a_in=a_levels, a_out=b_levels, ms=values)
+    between = [(a, b) for a in range(8, 97, 8) for b in range(8, 129, 8)]
+
+    def error(table):  # in ms, what a network's sum adds up (so the big kernels weigh most, as in the fit)
+        return sum(abs(table.value(a, b) - bilinear(a, b)) for a, b in between) / len(between)
+
+    assert error(fitted) < 0.5 * error(raw)
+    exact = [[bilinear(a, b) for b in b_levels] for a in a_levels]
+    surface = Table(family="conv", a_in=a_levels, a_out=b_levels, ms=exact, fit=fit_surface(a_levels, b_levels, exact))
+    assert surface.value(40, 100) == pytest.approx(bilinear(40, 100))  # a bilinear cost is its own fit
+    assert surface.value(200, 1) == pytest.approx(bilinear(96, 8))  # never beyond the measured widths
+    # its marginal latency per channel is the trend's: smooth, one grid step at a time
+    assert surface.slopes(40, 100, 8) == (pytest.approx(0.003 * 100 + 0.01), pytest.approx(0.003 * 40 + 0.02))
+    depthwise = Table(family="dw", a_in=[0], a_out=[8, 16, 24], ms=[[1.0, 3.0, 2.0]],
+                      fit=fit_surface([0], [8, 16, 24], [[1.0, 3.0, 2.0]]))
+    assert depthwise.value(99, 16) == pytest.approx(2.0)  # a line through the scatter: one slope, any input
+    assert Table.model_validate_json(fitted.model_dump_json()) == fitted  # the fit travels with the model file
 
 
 def test_calibration_is_least_squares_and_never_a_negative_offset():
