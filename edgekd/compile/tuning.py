@@ -282,7 +282,9 @@ def open_database(directory: Path) -> Any:
     if cached is not None and cached[0] == stamp:
         return cached[1]
     database = ms.database.JSONDatabase(work_dir=str(directory))
-    _OPEN[directory] = (_stamp(directory), database)
+    # the stamp from before reading, so that a write meanwhile makes the next call read again (a new database's
+    # files are created by reading it: their stamp is taken after)
+    _OPEN[directory] = (stamp if (-1, 0) not in stamp else _stamp(directory), database)
     return database
 
 
