@@ -568,7 +568,7 @@ def size_baseline(ctx: Bench, method: str, target: str, build: Callable[[int], n
     anchor = (high, ctx.reference["dense_p50_ms"])
     found, points = measured_search(measure, goal, SIZE_LOW, high, start, anchor, ctx.args.sizing_probes,
                                     ctx.args.sizing_tolerance)
-    state.update(k=found if found is not None else min(points), met=found is not None,
+    state.update(k=found if found is not None else min(points, key=points.get), met=found is not None,  # or the fastest
                  points={str(k): v for k, v in sorted(points.items())})
     atomic_write_json(path, state)
     return state

@@ -57,7 +57,7 @@ from typing import Any
 from edgekd.atomic import atomic_write_json
 from edgekd.compile.cost_model import pretrained_cost_model
 from edgekd.config.target import TargetProfile
-from edgekd.errors import CompileError, ToolchainError
+from edgekd.errors import CompileError, ToolchainError, first_line
 from edgekd.paths import cache_dir
 
 __all__ = ["TuningResult", "database_dir", "open_database", "board_key", "tune_module", "tune_tasks", "task_key",
@@ -264,6 +264,7 @@ def ensure_measurable(profile: TargetProfile, measure: MeasureFactory | None = N
 # hundreds of MB (a tuned latency profile's: 134 MB, 17 s to parse) and a profile compiles dozens of networks
 _OPEN: dict[Path, tuple[tuple[tuple[int, int], ...], Any]] = {}
 _DATABASE_FILES = ("database_workload.json", "database_tuning_record.json")
+UNREADABLE_NAME = "database_tuning_record.unreadable.json"
 
 
 def _stamp(directory: Path) -> tuple[tuple[int, int], ...]:
@@ -281,11 +282,48 @@ def open_database(directory: Path) -> Any:
     cached = _OPEN.get(directory)
     if cached is not None and cached[0] == stamp:
         return cached[1]
-    database = ms.database.JSONDatabase(work_dir=str(directory))
+    try:
+        database = ms.database.JSONDatabase(work_dir=str(directory))
+    except Exception:  # noqa: BLE001 - tvm raises its own error types: a record that no longer replays
+        set_aside = _set_aside_unreadable_records(directory)
+        try:
+            database = ms.database.JSONDatabase(work_dir=str(directory))
+        except Exception as err:  # noqa: BLE001
+            raise CompileError(f"the tuning database {directory} cannot be read ({first_line(err)}); move "
+                               "it aside to start a new one") from None
+        print(f"edgekd: {set_aside} record(s) of {directory} no longer replay on their workload: set aside in "
+              f"{UNREADABLE_NAME}", file=sys.stderr)
+        stamp = _stamp(directory)
     # the stamp from before reading, so that a write meanwhile makes the next call read again (a new database's
     # files are created by reading it: their stamp is taken after)
     _OPEN[directory] = (stamp if (-1, 0) not in stamp else _stamp(directory), database)
     return database
+
+
+def _set_aside_unreadable_records(directory: Path) -> int:
+    """Move the records whose trace does not replay on the workload they name (MetaSchedule refuses to read a
+    database holding one) to ``UNREADABLE_NAME``; the file is rewritten atomically. Returns how many."""
+    from tvm.s_tir.meta_schedule.database import TuningRecord, Workload
+
+    workloads = [Workload.from_json(json.loads(line))
+                 for line in (directory / _DATABASE_FILES[0]).read_text().splitlines() if line.strip()]
+    kept, unreadable = [], []
+    for line in (directory / _DATABASE_FILES[1]).read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            index, record = json.loads(line)
+            TuningRecord.from_json(record, workloads[index])
+            kept.append(line)
+        except Exception:  # noqa: BLE001 - tvm raises its own error types
+            unreadable.append(line)
+    if unreadable:
+        with open(directory / UNREADABLE_NAME, "a") as handle:
+            handle.write("".join(f"{line}\n" for line in unreadable))
+        partial = directory / f".{_DATABASE_FILES[1]}.{os.getpid()}"
+        partial.write_text("".join(f"{line}\n" for line in kept))
+        os.replace(partial, directory / _DATABASE_FILES[1])
+    return len(unreadable)
 
 
 def _remember(directory: Path, database: Any) -> None:
@@ -389,6 +427,24 @@ def tune_tasks(tasks: list[Any], target: Any, profile: TargetProfile, per_task: 
         measured = len(database) - before
     return TuningResult(directory, per_task, len(unique), len(todo), len(unique) - len(todo), measured,
                         time.perf_counter() - started, pretrained_on)
+
+
+def _on_stored_workload(task: Any, database: Any) -> Any:
+    """``task``, tuned on the database's own copy of its workload when the database holds one.
+
+    The database matches workloads structurally, ignoring block names (a reduction block is named after the
+    network's variable: ``lv12_red`` in one network, ``lv203_red`` in another), and a record's trace is replayed
+    on the *stored* workload. A task tuned again (a larger per-task budget) on its own module would record traces
+    naming blocks the stored workload lacks: such records fail to apply ("Cannot find a block with the name") and
+    make the database unreadable.
+    """
+    from tvm.s_tir import meta_schedule as ms
+
+    mod = task.dispatched[0]
+    if not database.has_workload(mod):
+        return task
+    stored = database.commit_workload(mod).mod  # the existing workload: nothing is written
+    return ms.ExtractedTask(task.task_name, task.mod, task.target, [stored], task.weight)
 
 
 def _counting_callback(contexts: list[Any], measured: dict[str, int], timed: dict[str, int] | None = None,
@@ -497,6 +553,7 @@ def _run_tuning(tasks: list[Any], per_task: int, directory: Path, database: Any,
 
     _import_cpu_tensor_intrinsics(profile.arch)
     _quiet_task_tables()
+    tasks = [_on_stored_workload(task, database) for task in tasks]
     with _foreign_log_handlers_detached():
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
             tasks, str(directory),

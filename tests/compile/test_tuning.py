@@ -19,7 +19,7 @@ from support import host_profile_copy
 from edgekd.compile import CompileOptions, compile_model
 from edgekd.compile import tuning as tuning_module
 from edgekd.compile.build import run_library
-from edgekd.compile.tuning import LEDGER_NAME, database_dir, tune_module
+from edgekd.compile.tuning import LEDGER_NAME, database_dir, tune_module, tune_tasks
 from edgekd.config.target import load_target
 from edgekd.errors import ToolchainError
 from edgekd.testing.models import small_net
@@ -283,3 +283,58 @@ def test_a_database_is_read_once_while_its_files_are_unchanged(tmp_path):
     again.commit_workload(_workload(16))  # our own write, then remembered (as tune_tasks does under its lock)
     tuning_module._remember(tmp_path, again)
     assert tuning_module.open_database(tmp_path) is again
+
+
+def _reduction(block: str):
+    """One workload, its reduction block named as a network's variable would name it."""
+    import tvm
+    from tvm import te
+
+    a = te.placeholder((16, 32), name="a")
+    k = te.reduce_axis((0, 32), name="k")
+    b = te.compute((16,), lambda i: te.sum(a[i, k], axis=k), name=block)
+    return tvm.IRModule({"main": te.create_prim_func([a, b])})
+
+
+def test_a_workload_tuned_again_under_other_block_names_keeps_the_database_readable(
+        host_module, fake_measurement, private_host_target):
+    """The same reduction in two networks (``lv1_red``, ``lv203_red``): equal to the database, which replays a
+    record's trace on its stored copy. Tuned again with a larger budget, the second must be tuned on that copy:
+    a trace naming ``lv203_red`` would make every later read of the database fail."""
+    from tvm.s_tir import meta_schedule as ms
+
+    _mod, target, _tasks = host_module
+    profile = load_target(private_host_target)
+    first, second = _reduction("lv1_red"), _reduction("lv203_red")
+    tune_tasks([ms.ExtractedTask("reduce", first, target, [first], 1)], target, profile, 2)
+    tune_tasks([ms.ExtractedTask("reduce", second, target, [second], 1)], target, profile, 4)  # tuned again
+    directory = database_dir(private_host_target)
+    database = ms.database.JSONDatabase(work_dir=str(directory))  # read from disk
+    assert len(database.get_all_tuning_records()) == 2 + 4  # both tunings kept (the second: a whole new budget)
+    assert len((directory / "database_workload.json").read_text().splitlines()) == 1
+    assert database.query_schedule(second, target, workload_name="main") is not None
+
+
+def test_records_that_no_longer_replay_are_set_aside_and_the_rest_read(tmp_path, capsys):
+    """A database written before that fix (a trace naming ``lv203_red`` recorded against the ``lv1_red``
+    workload) cannot be read by MetaSchedule at all: the record is set aside with one line, the others kept."""
+    from tvm import s_tir
+    from tvm.s_tir import meta_schedule as ms
+
+    from edgekd.compile.build import make_target
+
+    target = make_target({"kind": "llvm"})
+    writer = ms.database.JSONDatabase(work_dir=str(tmp_path))
+    workload = writer.commit_workload(_reduction("lv1_red"))
+    for block in ("lv1_red", "lv203_red"):  # the second one's trace names a block the workload lacks
+        schedule = s_tir.Schedule(_reduction(block))
+        schedule.get_loops(schedule.get_sblock(block))
+        writer.commit_tuning_record(ms.database.TuningRecord(schedule.trace, workload, [1e-5], target))
+    with pytest.raises(Exception):  # noqa: B017 - what MetaSchedule itself does with it: a tvm error
+        ms.database.JSONDatabase(work_dir=str(tmp_path))
+
+    database = tuning_module.open_database(tmp_path)
+    assert len(database.get_all_tuning_records()) == 1
+    assert "1 record(s)" in capsys.readouterr().err
+    assert len((tmp_path / tuning_module.UNREADABLE_NAME).read_text().splitlines()) == 1
+    assert len(ms.database.JSONDatabase(work_dir=str(tmp_path)).get_all_tuning_records()) == 1  # readable again
