@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekd.atomic import atomic_write_json
+from edgekd.atomic import atomic_write_json, atomic_write_text
 from edgekd.compile.cost_model import pretrained_cost_model
 from edgekd.config.target import TargetProfile
 from edgekd.errors import CompileError, ToolchainError, first_line
@@ -282,6 +282,7 @@ def open_database(directory: Path) -> Any:
     cached = _OPEN.get(directory)
     if cached is not None and cached[0] == stamp:
         return cached[1]
+    written_here = (-1, 0) in stamp  # a new database's files are created by reading it
     try:
         database = ms.database.JSONDatabase(work_dir=str(directory))
     except Exception:  # noqa: BLE001 - tvm raises its own error types: a record that no longer replays
@@ -293,10 +294,11 @@ def open_database(directory: Path) -> Any:
                                "it aside to start a new one") from None
         print(f"edgekd: {set_aside} record(s) of {directory} no longer replay on their workload: set aside in "
               f"{UNREADABLE_NAME}", file=sys.stderr)
-        stamp = _stamp(directory)
-    # the stamp from before reading, so that a write meanwhile makes the next call read again (a new database's
-    # files are created by reading it: their stamp is taken after)
-    _OPEN[directory] = (stamp if (-1, 0) not in stamp else _stamp(directory), database)
+        written_here = True
+    if written_here:
+        _remember(directory, database)
+    else:  # the stamp from before reading: a write meanwhile makes the next call read again
+        _OPEN[directory] = (stamp, database)
     return database
 
 
@@ -320,9 +322,7 @@ def _set_aside_unreadable_records(directory: Path) -> int:
     if unreadable:
         with open(directory / UNREADABLE_NAME, "a") as handle:
             handle.write("".join(f"{line}\n" for line in unreadable))
-        partial = directory / f".{_DATABASE_FILES[1]}.{os.getpid()}"
-        partial.write_text("".join(f"{line}\n" for line in kept))
-        os.replace(partial, directory / _DATABASE_FILES[1])
+        atomic_write_text(directory / _DATABASE_FILES[1], "".join(f"{line}\n" for line in kept))
     return len(unreadable)
 
 
@@ -551,8 +551,7 @@ def _run_tuning(tasks: list[Any], per_task: int, directory: Path, database: Any,
     measured: dict[str, int] = {}
     timed: dict[str, int] = {}
 
-    _import_cpu_tensor_intrinsics(profile.arch)
-    _quiet_task_tables()
+    _quiet_task_tables()  # the CPU's tensor intrinsics: seeded by tune_tasks, before pre-training
     tasks = [_on_stored_workload(task, database) for task in tasks]
     with _foreign_log_handlers_detached():
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
