@@ -47,6 +47,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -265,6 +266,7 @@ def ensure_measurable(profile: TargetProfile, measure: MeasureFactory | None = N
 _OPEN: dict[Path, tuple[tuple[tuple[int, int], ...], Any]] = {}
 _DATABASE_FILES = ("database_workload.json", "database_tuning_record.json")
 UNREADABLE_NAME = "database_tuning_record.unreadable.json"
+_HELD: set[tuple[Path, int]] = set()  # (database directory, thread) holding its lock now, for _locked
 
 
 def _stamp(directory: Path) -> tuple[tuple[int, int], ...]:
@@ -286,14 +288,16 @@ def open_database(directory: Path) -> Any:
     try:
         database = ms.database.JSONDatabase(work_dir=str(directory))
     except Exception:  # noqa: BLE001 - tvm raises its own error types: a record that no longer replays
-        set_aside = _set_aside_unreadable_records(directory)
+        with _locked(directory):  # a tuner appending meanwhile would lose its records to the rewrite
+            set_aside = _set_aside_unreadable_records(directory)
         try:
             database = ms.database.JSONDatabase(work_dir=str(directory))
         except Exception as err:  # noqa: BLE001
             raise CompileError(f"the tuning database {directory} cannot be read ({first_line(err)}); move "
                                "it aside to start a new one") from None
-        print(f"edgekd: {set_aside} record(s) of {directory} no longer replay on their workload: set aside in "
-              f"{UNREADABLE_NAME}", file=sys.stderr)
+        if set_aside:  # 0: another process set them aside while this one waited for the lock
+            print(f"edgekd: {set_aside} record(s) of {directory} no longer replay on their workload: set aside "
+                  f"in {UNREADABLE_NAME}", file=sys.stderr)
         written_here = True
     if written_here:
         _remember(directory, database)
@@ -333,13 +337,21 @@ def _remember(directory: Path, database: Any) -> None:
 
 @contextmanager
 def _locked(directory: Path) -> Iterator[None]:
-    """Exclusive lock on a target's database (concurrent compiles would interleave JSON records)."""
+    """Exclusive lock on a target's database (concurrent compiles would interleave JSON records); re-entrant in
+    one thread (``tune_tasks`` reads its database under the lock, and a read may have to repair it), since a
+    second ``flock`` through another open file would wait for this thread's own lock forever."""
+    held = (Path(directory).resolve(), threading.get_ident())
+    if held in _HELD:
+        yield
+        return
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / ".lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
+        _HELD.add(held)
         try:
             yield
         finally:
+            _HELD.discard(held)
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 

@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -315,21 +318,29 @@ def test_a_workload_tuned_again_under_other_block_names_keeps_the_database_reada
     assert database.query_schedule(second, target, workload_name="main") is not None
 
 
-def test_records_that_no_longer_replay_are_set_aside_and_the_rest_read(tmp_path, capsys):
-    """A database written before that fix (a trace naming ``lv203_red`` recorded against the ``lv1_red``
-    workload) cannot be read by MetaSchedule at all: the record is set aside with one line, the others kept."""
+def _write_unreadable_database(directory: Path) -> None:
+    """A database written before that fix: a trace naming ``lv203_red`` recorded against the ``lv1_red``
+    workload, beside one that replays."""
     from tvm import s_tir
     from tvm.s_tir import meta_schedule as ms
 
     from edgekd.compile.build import make_target
 
     target = make_target({"kind": "llvm"})
-    writer = ms.database.JSONDatabase(work_dir=str(tmp_path))
+    writer = ms.database.JSONDatabase(work_dir=str(directory))
     workload = writer.commit_workload(_reduction("lv1_red"))
     for block in ("lv1_red", "lv203_red"):  # the second one's trace names a block the workload lacks
         schedule = s_tir.Schedule(_reduction(block))
         schedule.get_loops(schedule.get_sblock(block))
         writer.commit_tuning_record(ms.database.TuningRecord(schedule.trace, workload, [1e-5], target))
+
+
+def test_records_that_no_longer_replay_are_set_aside_and_the_rest_read(tmp_path, capsys):
+    """Such a database cannot be read by MetaSchedule at all: the record is set aside with one line, the others
+    kept."""
+    from tvm.s_tir import meta_schedule as ms
+
+    _write_unreadable_database(tmp_path)
     with pytest.raises(Exception):  # noqa: B017 - what MetaSchedule itself does with it: a tvm error
         ms.database.JSONDatabase(work_dir=str(tmp_path))
 
@@ -338,3 +349,31 @@ def test_records_that_no_longer_replay_are_set_aside_and_the_rest_read(tmp_path,
     assert "1 record(s)" in capsys.readouterr().err
     assert len((tmp_path / tuning_module.UNREADABLE_NAME).read_text().splitlines()) == 1
     assert len(ms.database.JSONDatabase(work_dir=str(tmp_path)).get_all_tuning_records()) == 1  # readable again
+
+
+def test_setting_records_aside_waits_for_a_tuner_holding_the_database_lock(tmp_path):
+    """The repair rewrites the records file: while another process tunes into the database (it holds the lock and
+    appends), the rewrite waits; a tuner repairing its own database under its lock does not wait for itself."""
+    _write_unreadable_database(tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys\nh = open(sys.argv[1], 'w')\nfcntl.flock(h, fcntl.LOCK_EX)\n"
+         "print('held', flush=True)\nsys.stdin.read()", str(tmp_path / ".lock")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        opened: dict = {}
+        reader = threading.Thread(target=lambda: opened.update(database=tuning_module.open_database(tmp_path)))
+        reader.start()
+        reader.join(timeout=2.0)
+        assert reader.is_alive() and not (tmp_path / tuning_module.UNREADABLE_NAME).exists()  # waiting
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    reader.join(timeout=120)
+    assert not reader.is_alive() and len(opened["database"].get_all_tuning_records()) == 1
+
+    shutil.rmtree(tmp_path)
+    tmp_path.mkdir()
+    _write_unreadable_database(tmp_path)
+    with tuning_module._locked(tmp_path):  # tune_tasks' own read: the lock is this thread's already
+        assert len(tuning_module.open_database(tmp_path).get_all_tuning_records()) == 1
