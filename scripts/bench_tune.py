@@ -369,6 +369,7 @@ def run_edgekd_tune(ctx: Bench, share: float, seed: int, run_dir: Path) -> Built
                      results=args.results, on_event=ctx.say)
     return Built(model=Path(state.model), optimizer_steps=tune_steps(state), rounds=len(state.rounds),
                  detail={"tune_met": state.met, "tune_message": state.message, "latency_ratio": share,
+                         "latency_mode": args.profile_mode,
                          "asks_ms": [r.ask_ms for r in state.rounds],
                          "round_p50s_ms": [r.measured_p50_ms for r in state.rounds]})
 
@@ -745,8 +746,9 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 # ---------------------------------------------------------------------- main
 def profile_options(args) -> api.ProfileOptions:
-    return api.ProfileOptions(grid=GRID, levels=args.profile_levels, calibration=args.profile_calibration,
-                              heldout=args.profile_heldout, refine=args.profile_refine)
+    return api.ProfileOptions(mode=args.profile_mode, grid=GRID, levels=args.profile_levels,
+                              calibration=args.profile_calibration, heldout=args.profile_heldout,
+                              refine=args.profile_refine, tune_trials=args.profile_trials)
 
 
 def record_run(args) -> None:
@@ -780,6 +782,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--baseline-python", default=None, help="the board's Python with onnxruntime")
     parser.add_argument("--profile-levels", type=int, default=api.ProfileOptions.levels,
                         help="latency profile: lattice widths per axis")
+    parser.add_argument("--profile-mode", choices=["untuned", "tuned"], default="untuned",
+                        help="latency profile: the model edgekd tune sizes its budgets with (--latency-mode)")
+    parser.add_argument("--profile-trials", type=int, default=api.ProfileOptions.tune_trials,
+                        help="latency profile, tuned mode: MetaSchedule trials per lattice kernel")
     parser.add_argument("--profile-calibration", type=int, default=6, help="latency profile: calibration networks")
     parser.add_argument("--profile-heldout", type=int, default=40, help="latency profile: held-out networks")
     parser.add_argument("--profile-refine", type=int, default=api.ProfileOptions.refine,

@@ -28,7 +28,7 @@ def profile(recipe: str = RecipeOpt, device: str = DeviceOpt, mode: str = ModeOp
             refine: int = typer.Option(None, "--refine", min=0,
                                        help="Passes adding lattice levels where an interval's midpoint is "
                                             "mispredicted by > 5% [default: 0]."),
-            calibration: int = typer.Option(6, "--calibration", min=1, help="Whole networks fitting α, β."),
+            calibration: int = typer.Option(6, "--calibration", min=1, help="Random whole networks fitting α."),
             heldout: int = typer.Option(40, "--heldout", min=0, help="Held-out whole networks for the ±10% share."),
             rounds: int = typer.Option(3, "--rounds", min=1, help="Interleaved repeats of every whole network."),
             tune_trials: int = typer.Option(None, "--tune-trials", min=1,
@@ -40,8 +40,6 @@ def profile(recipe: str = RecipeOpt, device: str = DeviceOpt, mode: str = ModeOp
     calibrate and to hold out), fit its latency model and save it in the user cache."""
     from edgekd import api
 
-    if mode not in ("untuned", "tuned"):
-        raise api.ConfigError(f"--mode {mode!r}: expected untuned or tuned")
     resolved = api.load_recipe(recipe, overrides=set_, data_root=data)
     given = (("levels", levels), ("refine", refine), ("tune_trials", tune_trials))
     lattice = {key: value for key, value in given if value is not None}

@@ -26,6 +26,11 @@ def tune(recipe: str = RecipeOpt,
                                               "database are reused; 0 = untuned)."),
          margin: float = typer.Option(0.05, "--margin", min=0.0, max=0.5,
                                       help="Aim this share below the target (measurement noise)."),
+         latency_mode: str = typer.Option("untuned", "--latency-mode",
+                                          help="The latency model sizing the budgets: untuned (minutes to profile) "
+                                               "or tuned (the deployed kernels', profiled with the target's "
+                                               "database: every lattice kernel tuned, hours on a board; `edgekd "
+                                               "latency profile --mode tuned` makes it ahead)."),
          teacher: str = typer.Option(None, "--teacher", help="Dense teacher run dir or model.pt."),
          data: str = DataOpt, set_: list[str] = SetOpt, out: str = OutOpt, resume: bool = ResumeOpt,
          json_: bool = JsonOpt) -> None:
@@ -34,7 +39,8 @@ def tune(recipe: str = RecipeOpt,
     from edgekd import api
 
     resolved = api.load_recipe(recipe, overrides=set_, data_root=data)
-    options = api.TuneOptions(max_rounds=max_rounds, repeats=repeats, tune_trials=tune_trials, margin=margin)
+    options = api.TuneOptions(max_rounds=max_rounds, repeats=repeats, tune_trials=tune_trials, margin=margin,
+                              profile=api.ProfileOptions(mode=latency_mode))
     result = api.tune(resolved, device, latency_ms=latency_ms, latency_ratio=latency_ratio, options=options,
                       teacher=teacher, out=out, resume=resume,
                       on_event=lambda message: console.print(f"tune: {message}", markup=False, soft_wrap=True))

@@ -136,7 +136,9 @@ class Provenance(_Strict):
 
 
 class Calibration(_Strict):
-    """network ms = alpha · Σ predicted op ms + beta_ms, least squares over whole networks measured on the board."""
+    """network ms = alpha · Σ predicted op ms + beta_ms: alpha the median measured ÷ predicted of random whole
+    networks measured on the board (``edgekd.latency.profile.fit_calibration``); beta_ms is 0 for profiles made
+    since, models made before carry their least-squares offset and are read as they are."""
 
     alpha: float = 1.0
     beta_ms: float = 0.0

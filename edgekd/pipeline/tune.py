@@ -20,8 +20,12 @@ results store tagged ``tune_run``, ``tune_round``, ``tune_role`` (dense, floor, 
 candidate, ``predicted_ms`` and ``compress_run``. ``resume`` continues from ``tune.json``: measured rounds are kept
 as they are, an unfinished one resumes its training from its checkpoints.
 
-Budgets, and why: the latency model predicts the latency of *untuned* kernels while the artifact is tuned, so its
-milliseconds do not transfer; the order of networks does far better. So every measurement becomes a point
+Budgets, and why: the default latency model (``profile.mode`` untuned) predicts the latency of *untuned* kernels
+while the artifact is tuned, so its milliseconds do not transfer; the order of networks does far better. It also
+shapes *where* the learner prunes: untuned kernels' cost grows much faster with width than tuned ones', so the
+learner thins wide layers more than the board needs (the tune benchmark, stop 28). A tuned model (``mode="tuned"``,
+``--latency-mode tuned``) prices the deployed kernels, at the cost of tuning every lattice kernel once.
+Either way every measurement becomes a point
 (predicted ms, measured p50 ÷ the dense p50 of the same bench): the floor and the dense network before round 1,
 then each round's network. The next round asks the learner for the predicted latency at which that piecewise-linear
 curve reaches the target share (less ``margin``, for the bench's noise) — never above a missed round's predicted
@@ -447,6 +451,9 @@ def tune(recipe: Recipe, device: str, *, latency_ms: float | None = None, latenc
         raise ConfigError("tune: --max-rounds and --repeats are at least 1")
     if not -1 < options.margin < 1:
         raise ConfigError(f"tune: margin={options.margin:g}: a share of the target between -1 and 1")
+    if options.profile.mode == "tuned" and options.tune_trials == 0:
+        raise ConfigError("tune: --latency-mode tuned predicts tuned kernels, but --tune-trials 0 deploys untuned "
+                          "ones; give the compiles trials, or use --latency-mode untuned")
     say = on_event or (lambda message: print(f"edgekd tune: {message}", file=sys.stderr))
     goal = _goal(latency_ms, latency_ratio)
     if recipe.structure is None:
@@ -466,6 +473,7 @@ def tune(recipe: Recipe, device: str, *, latency_ms: float | None = None, latenc
         state = TuneResult(recipe=recipe.name, device=entry.name, target=profile.name, run_dir=str(run_dir), goal=goal,
                            options={})
     state.options = {k: v for k, v in asdict(options).items() if k != "profile"}  # this invocation's (--resume too)
+    state.options["latency_mode"] = options.profile.mode
     run_dir.mkdir(parents=True, exist_ok=True)
     write_recipe(run_dir, recipe)
     teacher_path = teacher_source(recipe, teacher, run_dir, resume)

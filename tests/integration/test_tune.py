@@ -77,7 +77,7 @@ def test_tune_meets_a_latency_ratio_measured_on_a_loopback_board(board, tiny_tea
     assert doc["met"] and doc["measured_p50_ms"] <= 0.7 * doc["dense_p50_ms"]
     assert doc["run_dir"] == str(run) and json.loads((run / "tune.json").read_text()) == doc
     assert Path(doc["artifact"], "manifest.json").is_file() and (run / "model.pt").is_file()
-    assert 1 <= len(doc["rounds"]) <= 2
+    assert 1 <= len(doc["rounds"]) <= 2 and doc["options"]["latency_mode"] == "untuned"  # the default model's
     rows = [r for r in ResultsStore().rows() if r.get("tune_run") == str(run)]
     for index, tuned in enumerate(doc["rounds"], start=1):
         assert tuned["budgets"] and tuned["predicted_ms"] > 0 and tuned["measured_p50_ms"] > 0
@@ -156,4 +156,9 @@ def test_bad_targets_and_boards_are_one_line(capsys, tmp_path):
     _one_line(capsys, [*base, "--device", "emu", "--latency-ratio", "0.5"], "device emu is emulated")
     _one_line(capsys, [*base, "--device", "local"], "give the target as --latency-ms X or --latency-ratio r")
     _one_line(capsys, [*base, "--device", "local", "--latency-ratio", "1.5"], "between 0 and 1")
+    _one_line(capsys, [*base, "--device", "local", "--latency-ratio", "0.5", "--latency-mode", "fast"],
+              "latency mode 'fast': expected untuned or tuned")
+    # a tuned model's milliseconds are tuned kernels': sizing untuned artifacts by them would be wrong
+    _one_line(capsys, [*base, "--device", "local", "--latency-ratio", "0.5", "--latency-mode", "tuned",
+                       "--tune-trials", "0"], "--tune-trials 0 deploys untuned")
     assert not (tmp_path / "run").exists()  # refused before anything was written
