@@ -727,9 +727,11 @@ def write_report(args) -> None:
         f"model of {str(model.get('created', '?'))[:10]}), so `compress_flops` and a `model`-sized baseline are sized "
         "by shares, not milliseconds; only `edgekd_tune` and a `board`-sized baseline have seen the board before "
         "their final bench; `edgekd_tune` decided when to stop on its own "
-        "benches (tune.json), while this table re-measures its final artifact like every other; targets are fixed "
-        "milliseconds from the reference bench, so a board that drifts moves every method's p50 alike (each cell's "
-        "dense p50 of the same bench is in its cell file); at this CPU scale accuracies are far from converged.",
+        "benches (tune.json), while this table re-measures its final artifact like every other, so a round judged "
+        "met by tune's bench can read over the share in the table's (the same artifact reads ±5% from one bench to "
+        "the next here); the `met (ms)` verdict reads fixed milliseconds from the reference bench, and a board that "
+        "drifts moves every method's p50 alike (each cell's dense p50 of the same bench is in its cell file); at "
+        "this CPU scale accuracies are far from converged.",
     ]
     if args.note:
         lines += ["", args.note]
