@@ -103,6 +103,7 @@ from edgekd.data import Loaders, build_loaders  # noqa: E402
 from edgekd.device.bench import BenchResult  # noqa: E402
 from edgekd.latency.cost import LatencyCost  # noqa: E402
 from edgekd.latency.design import masks_for  # noqa: E402
+from edgekd.latency.model import MODES  # noqa: E402
 from edgekd.learn.distill import CrossEntropyObjective  # noqa: E402
 from edgekd.learn.engine import Trainer, evaluate, seed_everything  # noqa: E402
 from edgekd.models import create_model  # noqa: E402
@@ -784,7 +785,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--baseline-python", default=None, help="the board's Python with onnxruntime")
     parser.add_argument("--profile-levels", type=int, default=api.ProfileOptions.levels,
                         help="latency profile: lattice widths per axis")
-    parser.add_argument("--profile-mode", choices=["untuned", "tuned"], default="untuned",
+    parser.add_argument("--profile-mode", choices=MODES, default="untuned",
                         help="latency profile: the model edgekd tune sizes its budgets with (--latency-mode)")
     parser.add_argument("--profile-trials", type=int, default=api.ProfileOptions.tune_trials,
                         help="latency profile, tuned mode: MetaSchedule trials per lattice kernel")

@@ -16,15 +16,17 @@ silently reused.
 from __future__ import annotations
 
 import bisect
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["SCHEMA_VERSION", "Table", "Provenance", "Calibration", "Validation", "NetworkKey", "LatencyModel",
-           "interpolate", "fit_surface"]
+__all__ = ["SCHEMA_VERSION", "MODES", "Mode", "Table", "Provenance", "Calibration", "Validation", "NetworkKey",
+           "LatencyModel", "interpolate", "fit_surface"]
 
 SCHEMA_VERSION = 1
+Mode = Literal["untuned", "tuned"]  # how the profiled kernels were compiled
+MODES: tuple[str, ...] = get_args(Mode)
 
 
 class _Strict(BaseModel):
@@ -126,7 +128,7 @@ class Provenance(_Strict):
     threads: int
     affinity: list[int] = Field(default_factory=list)
     runtime: dict[str, str]  # tvm, tvm_ffi versions
-    mode: Literal["untuned", "tuned"]
+    mode: Mode
     tuning_digest: str | None = None  # sha256 of the tuning records the kernels were built with (store.tuning_digest)
     records: str | None = None  # that database's directory (tuned mode)
     tuned_tasks: list[str] = Field(default_factory=list)  # ledger keys of the lattice's tasks (tuned mode)

@@ -66,6 +66,7 @@ from edgekd.errors import CompileError, ConfigError, DeviceError
 from edgekd.latency.design import FamilyPlan, dense_widths, lattices, masks_for, op_widths, random_widths
 from edgekd.latency.kernels import Kernel, OpShape, build_kernels, op_tasks
 from edgekd.latency.model import (
+    MODES,
     Calibration,
     LatencyModel,
     NetworkKey,
@@ -126,8 +127,8 @@ class ProfileOptions:
     tune_trials: int = 8
 
     def __post_init__(self) -> None:
-        if self.mode not in ("untuned", "tuned"):
-            raise ConfigError(f"latency mode {self.mode!r}: expected untuned or tuned")
+        if self.mode not in MODES:
+            raise ConfigError(f"latency mode {self.mode!r}: expected {' or '.join(MODES)}")
 
 
 def predict_raw(tables: dict[str, Table], ops: dict[str, str], widths: dict[str, tuple[int, int]]) -> float:

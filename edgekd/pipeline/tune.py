@@ -24,16 +24,15 @@ Budgets, and why: the default latency model (``profile.mode`` untuned) predicts 
 while the artifact is tuned, so its milliseconds do not transfer; the order of networks does far better. It also
 shapes *where* the learner prunes: untuned kernels' cost grows much faster with width than tuned ones', so the
 learner thins wide layers more than the board needs (the tune benchmark, stop 28). A tuned model (``mode="tuned"``,
-``--latency-mode tuned``) prices the deployed kernels, at the cost of tuning every lattice kernel once.
-Either way every measurement becomes a point
-(predicted ms, measured p50 ÷ the dense p50 of the same bench): the floor and the dense network before round 1,
-then each round's network. The next round asks the learner for the predicted latency at which that piecewise-linear
-curve reaches the target share (less ``margin``, for the bench's noise) — never above a missed round's predicted
-latency scaled down by how far it missed — and scaled by how far the learner's last network landed from what it
-was asked (:func:`next_ask`). The ask goes to the recipe's blocks at one common point between each block's
-predicted cost in the floor network and in the dense one (always reachable); within a block, the learner's
-latency-weighted regularizer removes the channels with the least γ per millisecond they cost. The residual of
-model, learner and tuning together is thus measured on the board and corrects the next budget.
+``--latency-mode tuned``) prices the deployed kernels, at the cost of tuning every lattice kernel once. Either way
+every measurement becomes a point (predicted ms, measured p50 ÷ the dense p50 of the same bench): the floor and the
+dense network before round 1, then each round's network. The next round asks the learner for the predicted latency
+at which that piecewise-linear curve reaches the target share (less ``margin``, for the bench's noise) — never above
+a missed round's predicted latency scaled down by how far it missed — and scaled by how far the learner's last
+network landed from what it was asked (:func:`next_ask`). The ask goes to the recipe's blocks at one common point
+between each block's predicted cost in the floor network and in the dense one (always reachable); within a block,
+the learner's latency-weighted regularizer removes the channels with the least γ per millisecond they cost. The
+residual of model, learner and tuning together is thus measured on the board and corrects the next budget.
 """
 
 from __future__ import annotations
