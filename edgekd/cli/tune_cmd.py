@@ -49,9 +49,9 @@ def tune(recipe: str = RecipeOpt,
     else:
         rows = [(r.index, f"{r.ask_ms:.4g}", _ms(r.predicted_ms), _ms(r.measured_p50_ms), _ms(r.dense_p50_ms),
                  _ms(r.target_ms), "yes" if r.met else "no",
-                 "-" if r.test_acc is None else f"{r.test_acc:.4f}", r.run_dir) for r in result.rounds]
+                 _acc(r.test_acc), "finetuned" if r.finetuned else "pruned", r.run_dir) for r in result.rounds]
         print_table(("round", "ask ms", "predicted ms", "measured p50 ms", "dense p50 ms", "target ms", "met",
-                     "test acc", "run dir"), rows, title=f"edgekd tune on {result.device} ({result.target})")
+                     "test acc", "network", "run dir"), rows, title=f"edgekd tune on {result.device} ({result.target})")
     console.print(f"tune: {result.message}; network {result.model}, artifact {result.artifact}", markup=False,
                   soft_wrap=True)
     if not result.met:
@@ -60,3 +60,7 @@ def tune(recipe: str = RecipeOpt,
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
+
+
+def _acc(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"

@@ -22,6 +22,7 @@ own (``scripts/bench_compression.py`` runs its baselines through them with in-me
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from edgekd.errors import CheckpointError, ConfigError
 from edgekd.learn.engine import Trainer, evaluate, seed_everything
 from edgekd.learn.runs import resolve_run_dir, write_recipe
 from edgekd.models.counting import count_model
-from edgekd.models.io import for_inference, load_model, save_model, save_program
+from edgekd.models.io import ModelArch, for_inference, load_model, save_model, save_program
 from edgekd.pipeline.latency import latency_cost_for, resolve_latency_budget, wants_latency
 from edgekd.pipeline.measure import bench_tagged, compile_for_board, summarize
 from edgekd.pipeline.train import build_model, load_teacher, model_arch, objective_for, teacher_source
@@ -51,8 +52,8 @@ from edgekd.structure.prune import PruneResult, masked_copy, prune_model, save_a
 from edgekd.structure.report import block_report, controller_report
 from edgekd.structure.verify import verify_pruning
 
-__all__ = ["CompressResult", "MeasureOptions", "StructureRun", "compress", "finetune", "learn_and_prune",
-           "learn_structure", "on_target_grid", "phase_config", "structure_cost_models"]
+__all__ = ["CompressResult", "MeasureOptions", "StructureRun", "compress", "finetune", "finetune_deferred",
+           "learn_and_prune", "learn_structure", "on_target_grid", "phase_config", "structure_cost_models"]
 
 
 @dataclass
@@ -161,7 +162,8 @@ def _model_summary(model: nn.Module, loaders: Loaders, device: torch.device | No
 
 def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path | None = None,
              target: str | None = None, resume: bool = False, device: str | None = None,
-             warm_start: str | Path | None = None, measure: MeasureOptions | None = None) -> CompressResult:
+             warm_start: str | Path | None = None, measure: MeasureOptions | None = None,
+             finetune_now: bool = True) -> CompressResult:
     """Run the whole pipeline (see the module docstring); returns and writes ``report.json``.
 
     ``target``: the target profile the network is for (validated; widths are rounded to its channel multiple unless
@@ -170,7 +172,9 @@ def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path 
     bench it there, rows linked to this run (``RUN/artifact/``, ``measured`` in the report). ``warm_start``: a
     structure-learning checkpoint (an earlier run's ``learn/checkpoint.pt``) whose student weights, γ's already
     shrunk, replace the dense teacher's as the starting point (``edgekd tune``'s later rounds shave from where the
-    last one stopped)."""
+    last one stopped). ``finetune_now=False``: the pruned network is the run's model, its finetune deferred to
+    :func:`finetune_deferred` (``edgekd tune`` measures a round's latency — the architecture's — before it knows
+    whether that round's network is the one worth finetuning)."""
     if recipe.structure is None:
         raise ConfigError(f"{recipe.source}: structure: missing; compress needs a structure section "
                           "(blocks with budgets, or a global budget)")
@@ -195,12 +199,11 @@ def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path 
     learned = learn_and_prune(recipe, student, dense, loaders, run_dir, resume, cost_models)
     prune_info = _pruning_info(learned, loaders)  # before finetuning changes the pruned network
     pruned = learned.pruned
-    compact, finetune_info = finetune(recipe, pruned.model, dense, loaders, run_dir / "finetune", resume)
-    save_model(run_dir / "model.pt", compact, model_arch(spec, loaders),
-               extra={"stage": "compress", "arch": pruned.spec})
-    # For inference without the builder's code (a user's net.py): the traced program of the same network.
-    save_program(run_dir / "model.pt2", compact, model_arch(spec, loaders), extra={"stage": "compress"})
-    save_arch_spec(run_dir / "arch.json", pruned.spec, recipe.structure.round_to)
+    if finetune_now:
+        compact, finetune_info = finetune(recipe, pruned.model, dense, loaders, run_dir / "finetune", resume)
+    else:
+        compact, finetune_info = pruned.model, {"epochs": 0, "deferred": True}
+    _save_compact(run_dir, compact, model_arch(spec, loaders), pruned.spec, recipe.structure.round_to)
     result = CompressResult(
         run_dir=str(run_dir), target=profile.name if profile is not None else None,
         teacher=_model_summary(dense, loaders), student=_model_summary(compact, loaders),
@@ -217,6 +220,33 @@ def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path 
         result.measured = asdict(summarize(results))
         atomic_write_json(run_dir / "report.json", result.to_dict())
     return result
+
+
+def _save_compact(run_dir: Path, compact: nn.Module, arch: ModelArch, spec: dict[str, Any], round_to: int) -> None:
+    save_model(run_dir / "model.pt", compact, arch, extra={"stage": "compress", "arch": spec})
+    # For inference without the builder's code (a user's net.py): the traced program of the same network.
+    save_program(run_dir / "model.pt2", compact, arch, extra={"stage": "compress"})
+    save_arch_spec(run_dir / "arch.json", spec, round_to)
+
+
+def finetune_deferred(recipe: Recipe, run_dir: str | Path, teacher: str | Path, resume: bool = False
+                      ) -> CompressResult:
+    """Finetune the pruned network of a compress run made with ``finetune_now=False`` (``RUN/pruned/``), as compress
+    would have, with KD from ``teacher``: rewrites ``model.pt``, ``model.pt2`` and ``report.json`` (``student``,
+    ``phases.finetune``). ``resume`` continues an interrupted finetune from ``RUN/finetune/``."""
+    run_dir = Path(run_dir)
+    report = json.loads((run_dir / "report.json").read_text())
+    loaders = build_loaders(recipe.data, recipe.seed)
+    seed_everything(recipe.seed)
+    dense = load_teacher(recipe, teacher, loaders).model.eval()
+    pruned = load_model(run_dir / "pruned")
+    spec = json.loads((run_dir / "pruned" / "arch.json").read_text())
+    spec.pop("channel_multiple", None)  # save_arch_spec's addition, not the spec's
+    compact, info = finetune(recipe, pruned.model, dense, loaders, run_dir / "finetune", resume)
+    _save_compact(run_dir, compact, pruned.arch, spec, report.get("round_to", 1))
+    report["student"], report["phases"]["finetune"] = _model_summary(compact, loaders), info
+    atomic_write_json(run_dir / "report.json", report)
+    return CompressResult(**report)
 
 
 def on_target_grid(recipe: Recipe, profile: TargetProfile | None) -> Recipe:

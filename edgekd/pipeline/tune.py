@@ -7,18 +7,23 @@ Input: a recipe (its blocks say what may be pruned; their own budgets are replac
     RUN/teacher/             the dense teacher (only when it had to be trained here)
     RUN/reference/dense/     the dense network (model.pt, also from a user's plain weights + artifact/)
     RUN/reference/floor/     the smallest network the recipe allows (model.pt + artifact/): a target must clear it
-    RUN/round-K/             round K's compress run (learn/, pruned/, finetune/, model.pt, report.json), artifact/
-    RUN/model.pt, model.pt2, arch.json, artifact/   the last round's network, copied up
+    RUN/round-K/             round K's compress run (learn/, pruned/, model.pt, report.json), artifact/ (measured)
+                             the round kept also: finetune/, model.pt finetuned, final-artifact/
+    RUN/model.pt, model.pt2, arch.json, artifact/   the kept round's finetuned network and its artifact, copied up
     RUN/tune.json            :class:`TuneResult` (``schema_version``), rewritten atomically after every step
 
 Before round 1 the dense and the floor networks are compiled and benched interleaved; a target below the floor is
 refused in one line with the floor measured. Each round then: budgets from the board's latency model → compress,
 warm-started from the previous round's structure learning → compile with the target's tuning database (the
 deployed artifact is tuned) → bench interleaved with the dense network and the previous round's artifact
-(``repeats`` rounds, medians) → stop when the candidate's median p50 meets the target. Every bench row goes to the
-results store tagged ``tune_run``, ``tune_round``, ``tune_role`` (dense, floor, previous, candidate) and, for a
-candidate, ``predicted_ms`` and ``compress_run``. ``resume`` continues from ``tune.json``: measured rounds are kept
-as they are, an unfinished one resumes its training from its checkpoints.
+(``repeats`` rounds, medians) → stop when the candidate's median p50 meets the target. A round's network is
+measured *before* it is finetuned — latency is the architecture's and its schedules', not its weights' — and only
+the round kept (the one that met, or the last) is finetuned, once, then compiled again with its weights (every task
+reused from the database: the measured schedules). A round that misses costs its structure learning, not a
+finetune whose network is thrown away (a third of the steps of a three-round tune in the benchmark, stop 29).
+Every bench row goes to the results store tagged ``tune_run``, ``tune_round``, ``tune_role`` (dense, floor,
+previous, candidate) and, for a candidate, ``predicted_ms`` and ``compress_run``. ``resume`` continues from
+``tune.json``: measured rounds are kept as they are, an unfinished one resumes its training from its checkpoints.
 
 Budgets, and why: the default latency model (``profile.mode`` untuned) predicts the latency of *untuned* kernels
 while the artifact is tuned, so its milliseconds do not transfer; the order of networks does far better. It also
@@ -55,7 +60,7 @@ from edgekd.latency.design import masks_for
 from edgekd.latency.profile import ProfileOptions
 from edgekd.learn.runs import resolve_run_dir, write_recipe
 from edgekd.models.io import save_model
-from edgekd.pipeline.compress import compress, on_target_grid
+from edgekd.pipeline.compress import compress, finetune_deferred, on_target_grid
 from edgekd.pipeline.latency import (
     ensure_latency_model,
     floor_widths,
@@ -72,8 +77,9 @@ from edgekd.structure.prune import prune_model
 
 __all__ = ["TuneOptions", "TuneRound", "TuneResult", "tune", "TUNE_FILE", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: only the round kept is finetuned
 TUNE_FILE = "tune.json"
+MEASURED = ("measured", "finetuned", "deployed")  # a round's statuses once the board has measured it
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,7 @@ class TuneRound:
     ask_ms: float  # the predicted latency asked of the learner (the latency model's milliseconds)
     budgets: dict[str, float]  # block → latency budget (ms of the model's prediction); "global" without blocks
     run_dir: str
-    status: str = "budgeted"  # budgeted → compressed → compiled → measured
+    status: str = "budgeted"  # budgeted → compressed → compiled → measured (→ finetuned → deployed: the round kept)
     predicted_ms: float | None = None
     artifact: str | None = None
     tuned: bool | None = None
@@ -119,7 +125,9 @@ class TuneRound:
     dense_p50_ms: float | None = None
     previous_p50_ms: float | None = None
     met: bool | None = None
-    test_acc: float | None = None
+    test_acc: float | None = None  # of the round's network: pruned, or finetuned when ``finetuned``
+    finetuned: bool = False
+    final_artifact: str | None = None  # the finetuned network compiled (the round kept)
     flops: float | None = None
     params: float | None = None
     learn_steps: int | None = None
@@ -272,7 +280,7 @@ class _Tuner:
     def ask(self, ref: dict[str, Any]) -> float:
         """The predicted latency asked of the next round (:func:`next_ask`), between the floor and the dense."""
         dense_m = statistics.median(ref["dense_p50s"])
-        done = [r for r in self.state.rounds if r.status == "measured"]
+        done = [r for r in self.state.rounds if r.status in MEASURED]
         latest_dense = done[-1].dense_p50_ms if done else dense_m
         wanted_share = _target_ms(self.state.goal, latest_dense) / latest_dense * (1 - self.options.margin)
         # measured latency as a share of the dense network's p50 in the same bench: immune to the board's drift
@@ -297,7 +305,7 @@ class _Tuner:
             previous = self.run_dir / f"round-{index - 1}" / "learn" / "checkpoint.pt"
             result = compress(self.round_recipe(current.ask_ms), out=round_dir, teacher=self.teacher,
                               target=self.entry.target, resume=round_dir.exists(), device=self.entry.name,
-                              warm_start=previous if index > 1 else None)
+                              warm_start=previous if index > 1 else None, finetune_now=False)
             current.predicted_ms = result.pruning.get("predicted_latency_ms")
             current.test_acc, current.flops = result.student["test_acc"], result.student["flops"]
             current.params, current.learn_steps = result.student["params"], result.phases["learn"].get("steps")
@@ -311,9 +319,24 @@ class _Tuner:
             self.measure(current, ref)
         return current
 
+    def deploy(self, kept: TuneRound) -> None:
+        """The round kept, finetuned once (KD from the teacher, the recipe's finetune phase) and compiled again with
+        its weights: same architecture, so every task's schedule is the measured artifact's."""
+        round_dir = Path(kept.run_dir)
+        if kept.status == "measured":
+            self.say(f"round {kept.index}: finetuning the network kept")
+            result = finetune_deferred(self.round_recipe(kept.ask_ms), round_dir, self.teacher,
+                                       resume=(round_dir / "finetune").exists())
+            kept.test_acc, kept.finetuned, kept.status = result.student["test_acc"], True, "finetuned"
+            self.save()
+        if kept.status == "finetuned":
+            artifact = self._compile(round_dir / "model.pt", round_dir / "final-artifact")
+            kept.final_artifact, kept.status = str(artifact), "deployed"
+            self.save()
+
     def measure(self, current: TuneRound, ref: dict[str, Any]) -> None:
         artifacts, roles = [Path(ref["dense_artifact"])], ["dense"]
-        measured_before = [r for r in self.state.rounds if r.status == "measured" and r.index < current.index]
+        measured_before = [r for r in self.state.rounds if r.status in MEASURED and r.index < current.index]
         if measured_before:
             artifacts.append(Path(measured_before[-1].artifact))
             roles.append("previous")
@@ -413,7 +436,7 @@ def _check_floor(state: TuneResult, ref: dict[str, Any]) -> None:
 
 def _finish(state: TuneResult) -> None:
     run_dir = Path(state.run_dir)
-    measured = [r for r in state.rounds if r.status == "measured"]
+    measured = [r for r in state.rounds if r.status in MEASURED]
     last = measured[-1]
     round_dir = Path(last.run_dir)
     for name in ("model.pt", "model.pt2", "arch.json"):
@@ -421,7 +444,7 @@ def _finish(state: TuneResult) -> None:
     final_artifact = run_dir / "artifact"
     if final_artifact.exists():
         shutil.rmtree(final_artifact)
-    shutil.copytree(last.artifact, final_artifact)
+    shutil.copytree(last.final_artifact or last.artifact, final_artifact)
     state.met, state.target_ms = last.met, last.target_ms
     state.measured_p50_ms, state.dense_p50_ms = last.measured_p50_ms, last.dense_p50_ms
     state.artifact, state.model = str(final_artifact), str(run_dir / "model.pt")
@@ -482,9 +505,10 @@ def tune(recipe: Recipe, device: str, *, latency_ms: float | None = None, latenc
     ref = tuner.reference()
     _check_floor(state, ref)
     for index in range(1, options.max_rounds + 1):
-        kept = next((r for r in state.rounds if r.index == index and r.status == "measured"), None)
+        kept = next((r for r in state.rounds if r.index == index and r.status in MEASURED), None)
         if (kept or tuner.run_round(index, ref)).met:
             break
+    tuner.deploy(next(r for r in reversed(state.rounds) if r.status in MEASURED))
     _finish(state)
     tuner.save()
     return state

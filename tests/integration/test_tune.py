@@ -91,6 +91,17 @@ def test_tune_meets_a_latency_ratio_measured_on_a_loopback_board(board, tiny_tea
         assert sorted(r["latency_ms_p50"] for r in candidates) == sorted(tuned["measured_p50s"])
         assert {r["compress_run"] for r in candidates} == {tuned["run_dir"]} and candidates[0]["device"] == board.name
     assert {r["tune_role"] for r in rows if r["tune_round"] == 0} == {"dense", "floor"}
+    # measured before finetuning: only the round kept is finetuned, then compiled again with its weights (the
+    # measured schedules: no task tuned anew)
+    *missed, kept = doc["rounds"]
+    assert kept["status"] == "deployed" and kept["finetuned"] and kept["final_artifact"]
+    final = json.loads(Path(kept["final_artifact"], "manifest.json").read_text())["tuning"]
+    assert final["tasks_tuned"] == 0
+    assert json.loads(Path(doc["artifact"], "manifest.json").read_text()) == json.loads(
+        Path(kept["final_artifact"], "manifest.json").read_text())
+    report = json.loads(Path(kept["run_dir"], "report.json").read_text())
+    assert report["phases"]["finetune"]["epochs"] >= 1 and report["student"]["test_acc"] == kept["test_acc"]
+    assert all(not r["finetuned"] and not Path(r["run_dir"], "finetune").exists() for r in missed)
 
 
 def _hashes(directory: Path) -> dict[str, str]:
@@ -129,7 +140,7 @@ def test_a_tune_killed_in_round_two_resumes_keeping_round_one(tiny_latency, tiny
                                    *SETS])
     assert code == 1 and "missed after 2 round(s)" in err, err  # round 2 kept the budget it was given: it misses
     doc = json.loads(out)
-    assert [r["status"] for r in doc["rounds"]] == ["measured", "measured"]
+    assert [r["status"] for r in doc["rounds"]] == ["measured", "deployed"]  # round 2, the last, is kept
     assert doc["rounds"][0] == state["rounds"][0]  # round 1's measurements, as they were
     rows = [r for r in ResultsStore(results).rows() if r.get("tune_run") == str(run)]
     assert [r for r in rows if r["tune_round"] <= 1] == kept_rows  # nothing of round 1 measured again
