@@ -198,12 +198,13 @@ def cell_recipe(ctx: Bench, method: str, seed: int, structure: StructureConfig) 
 
 
 def tune_recipe(ctx: Bench, seed: int) -> Recipe:
-    """What ``edgekd tune`` gets: no blocks (every prunable group free), round_to 8, the latency cost, and per round
-    STEPS steps of structure learning (fixed lr 0.02) and STEPS of KD finetuning (cosine from 0.02)."""
+    """What ``edgekd tune`` gets: no blocks (every prunable group free), round_to 8, the latency cost, STEPS steps of
+    structure learning per round (fixed lr 0.02) and FINETUNE_STEPS (default STEPS) of KD finetuning (cosine from
+    0.02) for the network tune keeps (rounds are measured before finetuning; only the kept one is finetuned)."""
     steps = ctx.args.steps
     structure = StructureConfig(cost="latency", default="free", round_to=GRID, lambda_rate=0.5, update_every=5,
                                 learn=phase(steps, ctx.batches, 0.02, "constant"),
-                                finetune=phase(steps, ctx.batches, 0.02, "cosine"))
+                                finetune=phase(ctx.args.finetune_steps or steps, ctx.batches, 0.02, "cosine"))
     return cell_recipe(ctx, "edgekd_tune", seed, structure)
 
 
@@ -759,8 +760,8 @@ def record_run(args) -> None:
     command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
     atomic_write_json(args.out / "run.json", {
         "command": command, "started": datetime.now(UTC).isoformat(timespec="seconds"), "device": args.device,
-        **{key: getattr(args, key) for key in ("steps", "teacher_steps", "train_subset", "test_subset", "repeats",
-                                               "max_rounds", "tune_trials")}})
+        **{key: getattr(args, key) for key in ("steps", "finetune_steps", "teacher_steps", "train_subset",
+                                               "test_subset", "repeats", "max_rounds", "tune_trials")}})
 
 
 def parse_args() -> argparse.Namespace:
@@ -773,6 +774,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
     parser.add_argument("--steps", type=int, default=300, help="STEPS: optimizer steps of each tune phase")
+    parser.add_argument("--finetune-steps", type=int, default=None,
+                        help="FINETUNE_STEPS: edgekd tune's finetune of the network it keeps (default STEPS)")
     parser.add_argument("--teacher-steps", type=int, default=1500)
     parser.add_argument("--train-subset", type=int, default=20000)
     parser.add_argument("--test-subset", type=int, default=2000)
