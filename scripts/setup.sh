@@ -13,6 +13,7 @@ command -v /usr/sbin/sshd >/dev/null 2>&1 || need_apt+=(openssh-server)
 command -v qemu-aarch64 >/dev/null 2>&1 || need_apt+=(qemu-user)
 [ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] || need_apt+=(g++-aarch64-linux-gnu)
 command -v readelf >/dev/null 2>&1 || need_apt+=(binutils)
+command -v g++ >/dev/null 2>&1 || need_apt+=(g++)                        # torch.compile (inductor) on the host: tests/learn
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)              # the report tests' headless browser
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then

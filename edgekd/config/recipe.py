@@ -79,6 +79,10 @@ class TrainingConfig(Strict):
     channels_last: bool = True
     max_steps_per_epoch: int | None = Field(None, ge=1)  # CPU-scale runs; None = full epoch
     clip_grad_norm: float | None = Field(None, gt=0)  # the gradients' global L2 norm is clipped to it; None: no clip
+    # torch.compile's mode for the training step's forward and backward (evaluation stays eager). On a GPU the eager
+    # step is host-bound: "reduce-overhead" (CUDA graphs) ran MobileNetV2-CIFAR 3.4x faster on an H200
+    # (docs/benchmarks.md, "GPU training step"); "off" on CPU, where compiling costs more than it returns.
+    compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = "off"
 
 
 class HintPair(Strict):

@@ -111,6 +111,11 @@ class DistillationObjective(nn.Module):
     def extra_parameters(self) -> list[nn.Parameter]:
         return list(self.regressors.parameters())
 
+    @property
+    def taps_student(self) -> bool:
+        """True when hints read the student's features through forward hooks (a compiled step cannot)."""
+        return self._student_tap is not None
+
     def forward(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> ObjectiveResult:
         with torch.no_grad():
             teacher_logits = self.teacher(images)

@@ -32,7 +32,7 @@ from torch import nn
 from edgekd.atomic import atomic_write
 from edgekd.config.recipe import TrainingConfig
 from edgekd.data import Loaders
-from edgekd.errors import CheckpointError
+from edgekd.errors import CheckpointError, ConfigError
 from edgekd.learn import distributed as dist_utils
 from edgekd.learn.progress import epoch_progress
 
@@ -179,10 +179,15 @@ class Trainer:
 
     # ----------------------------------------------------------------- setup
     def _wrap(self, model: nn.Module) -> nn.Module:
-        if not dist_utils.is_distributed():
+        if dist_utils.is_distributed():
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if self.cfg.compile == "off":
             return model
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if getattr(self.objective, "taps_student", False):
+            raise ConfigError(f"training.compile={self.cfg.compile}: FitNets hints read the student's features "
+                              "through hooks, which a compiled step does not keep; use training.compile=off")
+        return torch.compile(model, mode=None if self.cfg.compile == "default" else self.cfg.compile)
 
     def _steps_per_epoch(self) -> int:
         steps = len(self.loaders.train)
@@ -237,6 +242,8 @@ class Trainer:
         targets = targets.to(self.device, non_blocking=True)
         if self.cfg.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
+        if self.cfg.compile != "off":
+            torch.compiler.cudagraph_mark_step_begin()  # a new step: CUDA graphs may reuse the last one's buffers
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.use_amp):
             loss, logits, parts = self.objective(self.train_model, images, targets)
         if not torch.isfinite(loss):

@@ -56,6 +56,10 @@ class StructureObjective(nn.Module):
         extra = getattr(self.base, "extra_parameters", None)
         return list(extra()) if extra else []
 
+    @property
+    def taps_student(self) -> bool:
+        return bool(getattr(self.base, "taps_student", False))
+
     def state_dict(self, *args, **kwargs):  # the controller is checkpointed by the callback
         return self.base.state_dict(*args, **kwargs)
 
