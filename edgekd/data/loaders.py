@@ -90,7 +90,8 @@ def build_loaders(cfg: DataConfig, seed: int = 0, distributed: bool = False) -> 
     if distributed:
         sampler = torch.utils.data.distributed.DistributedSampler(train_set, seed=seed, shuffle=True)
     train = DataLoader(train_set, cfg.batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
-                       num_workers=cfg.workers, generator=generator, persistent_workers=False)
+                       num_workers=cfg.workers, generator=generator, persistent_workers=False,
+                       pin_memory=torch.cuda.is_available())  # page-locked: the step's non_blocking copy is async
     evaluate = {"batch_size": max(cfg.batch_size, 256), "num_workers": 0}
     height, width = train_x.shape[1:3]
     return Loaders(

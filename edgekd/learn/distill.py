@@ -21,7 +21,7 @@ from torch import nn
 from edgekd.config.recipe import DistillConfig, HintPair
 from edgekd.errors import ConfigError
 
-ObjectiveResult = tuple[torch.Tensor, torch.Tensor, dict[str, float]]
+ObjectiveResult = tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor | float]]  # loss, logits, parts
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -41,7 +41,7 @@ class CrossEntropyObjective(nn.Module):
     def forward(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> ObjectiveResult:
         logits = model(images)
         loss = F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
-        return loss, logits, {"ce": loss.item()}
+        return loss, logits, {"ce": loss.detach()}
 
     def extra_parameters(self) -> list[nn.Parameter]:
         return []
@@ -123,11 +123,11 @@ class DistillationObjective(nn.Module):
         ce = F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
         kd = kd_loss(logits, teacher_logits.float(), self.cfg.temperature)
         loss = (1 - self.cfg.alpha) * ce + self.cfg.alpha * kd
-        metrics = {"ce": ce.item(), "kd": kd.item()}
+        metrics = {"ce": ce.detach(), "kd": kd.detach()}
         if len(self.regressors):
             hint = self._hint_loss()
             loss = loss + self.cfg.hint_weight * hint
-            metrics["hint"] = hint.item()
+            metrics["hint"] = hint.detach()
         return loss, logits, metrics
 
     def _hint_loss(self) -> torch.Tensor:

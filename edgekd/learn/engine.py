@@ -79,6 +79,19 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+SYNC_EVERY = 20  # optimizer steps between read-backs of the running loss and accuracy (see Trainer.train_epoch)
+
+
+def _as_float64(value: Any) -> Any:
+    return value.detach().double() if isinstance(value, torch.Tensor) else float(value)
+
+
+def _check_finite(loss: float, step: int) -> float:
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"loss is {loss} by step {step}; lower the learning rate")
+    return loss
+
+
 def build_optimizer(params: list[tuple[str, nn.Parameter]], cfg: TrainingConfig,
                     no_weight_decay: Callable[[str, nn.Parameter], bool] | None = None) -> torch.optim.Optimizer:
     """SGD or AdamW; parameters chosen by ``no_weight_decay`` get none (e.g. BN γ under a γ regularizer)."""
@@ -215,8 +228,12 @@ class Trainer:
         self._reseed_loader(epoch)
         self.train_model.train()
         self.objective.train()
-        sums: dict[str, float] = {"loss": 0.0}
-        correct = seen = 0
+        # Running sums stay on the device (float64, as the host's floats were) and are read back every
+        # SYNC_EVERY steps: a read-back each step stalls the host until the GPU is done, so it could not queue
+        # the next step meanwhile (docs/benchmarks.md, "GPU training step").
+        sums: dict[str, Any] = {"loss": 0.0}
+        correct: Any = 0
+        seen = read = 0
         started = time.perf_counter()
         with epoch_progress(f"{self.description} {epoch + 1}/{self.cfg.epochs}", self.steps_per_epoch) as update:
             for step, (images, targets) in enumerate(self.loaders.train):
@@ -224,20 +241,26 @@ class Trainer:
                     break
                 loss, logits, parts = self._step(images, targets)
                 batch = targets.numel()
-                sums["loss"] += loss * batch
-                for key, value in parts.items():
-                    sums[key] = sums.get(key, 0.0) + value * batch
-                correct += int((logits.argmax(1).cpu() == targets).sum())
+                for key, value in (("loss", loss), *parts.items()):
+                    sums[key] = sums.get(key, 0.0) + _as_float64(value) * batch
+                correct = correct + (logits.argmax(1) == targets.to(logits.device)).sum()
                 seen += batch
-                elapsed = time.perf_counter() - started
-                update(loss=sums["loss"] / seen, acc=correct / seen, ips=seen / max(elapsed, 1e-9))
+                if step + 1 - read >= SYNC_EVERY or step + 1 == self.steps_per_epoch:
+                    running = _check_finite(float(sums["loss"]) / seen, self.global_step)
+                    update(advance=step + 1 - read, loss=running, acc=int(correct) / seen,
+                           ips=seen / max(time.perf_counter() - started, 1e-9))
+                    read = step + 1
         elapsed = time.perf_counter() - started
-        metrics = {key: value / max(seen, 1) for key, value in sums.items()}
-        metrics.update(epoch=epoch + 1, train_acc=correct / max(seen, 1), lr=self.optimizer.param_groups[0]["lr"],
-                       seconds=elapsed, images_per_second=seen / max(elapsed, 1e-9), steps=self.global_step)
+        metrics = {key: float(value) / max(seen, 1) for key, value in sums.items()}
+        _check_finite(metrics["loss"], self.global_step)
+        metrics.update(epoch=epoch + 1, train_acc=int(correct) / max(seen, 1),
+                       lr=self.optimizer.param_groups[0]["lr"], seconds=elapsed,
+                       images_per_second=seen / max(elapsed, 1e-9), steps=self.global_step)
         return metrics, seen
 
-    def _step(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[float, torch.Tensor, dict[str, float]]:
+    def _step(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """One optimizer step; returns the detached loss, logits and the objective's parts (tensors or floats:
+        nothing here waits for the device)."""
         images = images.to(self.device, non_blocking=True)
         targets = targets.to(self.device, non_blocking=True)
         if self.cfg.channels_last:
@@ -246,20 +269,18 @@ class Trainer:
             torch.compiler.cudagraph_mark_step_begin()  # a new step: CUDA graphs may reuse the last one's buffers
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.use_amp):
             loss, logits, parts = self.objective(self.train_model, images, targets)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at step {self.global_step}; lower the learning rate")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.clip_grad_norm is not None:
             norm = torch.nn.utils.clip_grad_norm_(self._params(), self.cfg.clip_grad_norm)
-            parts = {**parts, "grad_norm": float(norm)}
+            parts = {**parts, "grad_norm": norm.detach()}
         self.optimizer.step()
         self.scheduler.step()
         self.global_step += 1
         for callback in self.callbacks:
             if hasattr(callback, "on_step_end"):
                 callback.on_step_end(self, self.global_step)
-        return loss.item(), logits.detach(), parts
+        return loss.detach(), logits.detach(), parts
 
     def _params(self) -> list[nn.Parameter]:
         return [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]

@@ -49,7 +49,7 @@ class StructureObjective(nn.Module):
     def forward(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor):
         loss, logits, metrics = self.base(model, images, targets)
         with torch.no_grad():
-            penalty = float(self.controller.penalty())
+            penalty = self.controller.penalty().detach()
         return loss + penalty, logits, {**metrics, "structure_penalty": penalty}
 
     def extra_parameters(self) -> list[nn.Parameter]:

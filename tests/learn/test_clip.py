@@ -3,6 +3,7 @@ report the norm before clipping; without it the same step moves them by the whol
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -45,3 +46,22 @@ def test_a_clipped_step_moves_the_weights_by_at_most_lr_times_the_clip(tmp_path)
     assert metrics["grad_norm"] > 1e3  # the norm before clipping is what the metrics say
     unclipped, metrics = _one_step(tmp_path, clip=None)
     assert unclipped > 100 * moved and "grad_norm" not in metrics
+
+
+class _NanLoss(_HugeLoss):
+    def forward(self, model, images, targets):
+        loss, logits, parts = super().forward(model, images, targets)
+        return loss * float("nan"), logits, parts
+
+
+def test_a_nan_loss_stops_the_run_before_a_checkpoint_in_one_line(tmp_path):
+    # the running loss is read back every few steps (not each step: that would stall a GPU), and always
+    # before the epoch's checkpoint, so a diverged network is never saved
+    data = TensorDataset(torch.randn(8, 4), torch.randint(0, 3, (8,)))
+    loader = DataLoader(data, batch_size=4)
+    loaders = Loaders(train=loader, val=None, test=loader, num_classes=3, input_shape=(1, 4))
+    cfg = TrainingConfig(epochs=1, lr=0.1, schedule="constant", channels_last=False)
+    trainer = Trainer(nn.Linear(4, 3), loaders, cfg, tmp_path / "nan", objective=_NanLoss())
+    with pytest.raises(FloatingPointError, match="loss is nan by step 2; lower the learning rate"):
+        trainer.fit()
+    assert not (tmp_path / "nan" / "checkpoint.pt").exists()
