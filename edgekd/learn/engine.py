@@ -239,11 +239,13 @@ class Trainer:
             for step, (images, targets) in enumerate(self.loaders.train):
                 if step >= self.steps_per_epoch:
                     break
+                images = images.to(self.device, non_blocking=True)
+                targets = targets.to(self.device, non_blocking=True)
                 loss, logits, parts = self._step(images, targets)
                 batch = targets.numel()
                 for key, value in (("loss", loss), *parts.items()):
                     sums[key] = sums.get(key, 0.0) + _as_float64(value) * batch
-                correct = correct + (logits.argmax(1) == targets.to(logits.device)).sum()
+                correct = correct + (logits.argmax(1) == targets).sum()
                 seen += batch
                 if step + 1 - read >= SYNC_EVERY or step + 1 == self.steps_per_epoch:
                     running = _check_finite(float(sums["loss"]) / seen, self.global_step)
@@ -259,10 +261,8 @@ class Trainer:
         return metrics, seen
 
     def _step(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-        """One optimizer step; returns the detached loss, logits and the objective's parts (tensors or floats:
-        nothing here waits for the device)."""
-        images = images.to(self.device, non_blocking=True)
-        targets = targets.to(self.device, non_blocking=True)
+        """One optimizer step on a batch already on the device; returns the detached loss, logits and the
+        objective's parts (tensors or floats: nothing here waits for the device)."""
         if self.cfg.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         if self.cfg.compile != "off":
