@@ -146,7 +146,8 @@ def fit_calibration(raw: list[float], measured: list[float]) -> Calibration:
     if not raw:
         return Calibration()
     alpha = statistics.median(y / x for x, y in zip(raw, measured, strict=True))
-    return Calibration(alpha=alpha, beta_ms=0.0, samples=len(raw))
+    rows = [{"raw_ms": round(x, 4), "measured_ms": round(y, 4)} for x, y in zip(raw, measured, strict=True)]
+    return Calibration(alpha=alpha, beta_ms=0.0, samples=len(raw), rows=rows)
 
 
 class _PointCache:
@@ -502,7 +503,7 @@ class _Tuning:
         self.board = None if self.device.measures_here(self.profile) else board  # as edgekd compile --device
         self.directory = database_dir(self.profile.name, self.board)
         self.target, _compiler = profiler.target
-        self.stats = {"tasks_tuned": 0, "tune_s": 0.0}
+        self.stats = {"tasks_tuned": 0, "tune_s": 0.0, "tune_lattice_s": 0.0, "tune_networks_s": 0.0}
         self.lattice: set[str] = set()  # ledger keys of the lattice's tasks: what the model's digest covers
 
     def database(self):
@@ -547,7 +548,9 @@ class _Tuning:
             keys[point] = [task_key(t, self.target) for t in extracted]
             self.lattice.update(keys[point])
             tasks += extracted
+        before = self.stats["tune_s"]
         self.tune(tasks, "tune kernels")
+        self.stats["tune_lattice_s"] = round(self.stats["tune_lattice_s"] + self.stats["tune_s"] - before, 1)
         ledger = read_ledger(self.directory)
         return {point: ledger_digest(ledger, ks) for point, ks in keys.items()}
 
@@ -563,7 +566,9 @@ class _Tuning:
                 artifact = compile_model(pruned, self.profile, scratch / f"n{index}", options, measure=measure,
                                          board=self.board)
             self.stats["tasks_tuned"] += artifact.manifest.tuning.tasks_tuned
-            self.stats["tune_s"] = round(self.stats["tune_s"] + (artifact.manifest.tuning.seconds or 0.0), 1)
+            seconds = artifact.manifest.tuning.seconds or 0.0
+            self.stats["tune_s"] = round(self.stats["tune_s"] + seconds, 1)
+            self.stats["tune_networks_s"] = round(self.stats["tune_networks_s"] + seconds, 1)
             artifacts.append(artifact.path)
             profiler.say("compile networks", index + 1, len(configs))
         return artifacts

@@ -85,6 +85,7 @@ def test_calibration_is_the_median_ratio_and_one_unlucky_network_does_not_tilt_i
     raw = [1.0, 1.2, 1.4, 1.6, 1.8]
     cal = fit_calibration(raw, [1.1 * x for x in raw])
     assert cal.alpha == pytest.approx(1.1) and cal.beta_ms == 0.0 and cal.samples == 5
+    assert [r["raw_ms"] for r in cal.rows] == raw  # kept, so a saved profile can be re-scored under another rule
     # one network 40% slower than its kernels say (a poor schedule from a few trials): α stays with the others,
     # where a least-squares line through all five would move every prediction
     unlucky = fit_calibration(raw, [1.1 * x for x in raw[:-1]] + [1.4 * 1.1 * raw[-1]])
