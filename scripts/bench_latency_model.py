@@ -50,6 +50,7 @@ def run_cell(family: str, mode: str, args) -> dict:
                     key=lambda t: len(t.a_in) * len(t.a_out))
     return {"family": family, "mode": mode, "device": args.device, "host": platform.node(), "wall_s": round(wall, 1),
             "summary": model.summary(), "validation": model.validation.model_dump(),
+            "calibration": model.calibration.model_dump(),
             "staircase": pointwise.model_dump(), "options": {k: getattr(options, k) for k in
                                                             ("levels", "refine", "calibration", "heldout", "rounds",
                                                              "tune_trials")}}

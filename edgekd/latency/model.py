@@ -195,7 +195,7 @@ class LatencyModel(_Strict):
                 "target": self.provenance.target, "mode": self.provenance.mode, "board": self.provenance.board,
                 "threads": self.provenance.threads, "grid": self.grid, "families": len(self.tables),
                 "ops": len(self.ops), "dense_ms": round(self.dense_ms, 4),
-                "calibration": self.calibration.model_dump(),
+                "calibration": self.calibration.model_dump(exclude={"rows"}),
                 "heldout": {"configurations": v.configurations, "within_10pct": v.within_10pct,
                             "within_5pct": v.within_5pct},
                 "noise_pct": v.noise_pct, "created": self.provenance.created, "stats": dict(self.stats)}

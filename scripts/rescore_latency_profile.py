@@ -1,0 +1,121 @@
+"""Re-score a saved latency profile under other calibration rules and calibration sizes, without measuring again.
+
+    .venv/bin/python scripts/rescore_latency_profile.py CELL_OR_MODEL.json [...] [--sizes 3 6 8] [--draws 500]
+
+Input: a cell of ``scripts/bench_latency_model.py`` (``OUT/cells/<family>-<mode>.json``) or a saved latency model
+(``<cache>/latency/models/…json``). Every whole network the profile measured — its calibration networks (kept in
+the file since stop 31) and its held-out ones — is a pair (Σ of its kernels' table values, measured p50). The pairs
+are pooled, and for each calibration size k, ``--draws`` random splits take k networks to fit the calibration and
+score the rest within ±10% / ±5%: the mean share over the draws, its 10th percentile, and the leave-one-out share.
+A rule is judged on many splits of one run's networks rather than on the one split the run happened to draw, so a
+rule chosen here is not fitted to one held-out set.
+
+Rules: ``median`` (α = median measured ÷ Σ, what ``fit_calibration`` does), ``mean`` (mean ratio), ``origin``
+(least squares through the origin), ``line`` (least squares with an offset).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+Pair = tuple[float, float]  # (Σ kernels' table values, measured p50), ms
+
+
+def _median(pairs: list[Pair]) -> Callable[[float], float]:
+    alpha = statistics.median(y / x for x, y in pairs)
+    return lambda x: alpha * x
+
+
+def _mean(pairs: list[Pair]) -> Callable[[float], float]:
+    alpha = statistics.fmean(y / x for x, y in pairs)
+    return lambda x: alpha * x
+
+
+def _origin(pairs: list[Pair]) -> Callable[[float], float]:
+    alpha = sum(x * y for x, y in pairs) / sum(x * x for x, _ in pairs)
+    return lambda x: alpha * x
+
+
+def _line(pairs: list[Pair]) -> Callable[[float], float]:
+    if len(pairs) < 2 or len({x for x, _ in pairs}) < 2:
+        return _origin(pairs)
+    slope, intercept = statistics.linear_regression([x for x, _ in pairs], [y for _, y in pairs])
+    return lambda x: slope * x + intercept
+
+
+RULES = {"median": _median, "mean": _mean, "origin": _origin, "line": _line}
+
+
+def load_pairs(path: Path) -> tuple[list[Pair], list[Pair]]:
+    """(calibration pairs, held-out pairs) of a bench cell or a latency model file."""
+    doc = json.loads(path.read_text())
+    calibration = doc.get("calibration") or doc.get("summary", {}).get("calibration") or {}
+    validation = doc.get("validation") or {}
+    alpha, beta = float(calibration.get("alpha", 1.0)), float(calibration.get("beta_ms", 0.0))
+    cal = [(float(r["raw_ms"]), float(r["measured_ms"])) for r in calibration.get("rows", [])]
+    held = [((float(r["predicted_ms"]) - beta) / alpha, float(r["measured_ms"])) for r in validation.get("rows", [])]
+    if not held:
+        raise SystemExit(f"{path}: no held-out rows (validation.rows): not a latency profile or a bench cell")
+    return cal, held
+
+
+def shares(fit: Callable[[float], float], scored: list[Pair]) -> tuple[float, float]:
+    errors = [abs(fit(x) - y) / y for x, y in scored]
+    return sum(e <= 0.10 for e in errors) / len(errors), sum(e <= 0.05 for e in errors) / len(errors)
+
+
+def rescore(pairs: list[Pair], sizes: list[int], draws: int, seed: int) -> list[dict]:
+    rows = []
+    for name, rule in RULES.items():
+        for k in [k for k in sizes if 1 <= k < len(pairs)]:
+            rng = random.Random(seed)
+            got = []
+            for _ in range(draws):
+                picked = set(rng.sample(range(len(pairs)), k))
+                fit = rule([pairs[i] for i in picked])
+                got.append(shares(fit, [p for i, p in enumerate(pairs) if i not in picked]))
+            ten = sorted(g[0] for g in got)
+            rows.append({"rule": name, "calibration": k, "within_10pct": statistics.fmean(g[0] for g in got),
+                         "within_10pct_p10": ten[len(ten) // 10], "within_5pct": statistics.fmean(g[1] for g in got)})
+        loo = [shares(rule(pairs[:i] + pairs[i + 1:]), [pairs[i]]) for i in range(len(pairs))]
+        rows.append({"rule": name, "calibration": len(pairs) - 1, "within_10pct": statistics.fmean(s[0] for s in loo),
+                     "within_10pct_p10": None, "within_5pct": statistics.fmean(s[1] for s in loo)})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="+", type=Path)
+    parser.add_argument("--sizes", nargs="+", type=int, default=[3, 6, 8, 12])
+    parser.add_argument("--draws", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    report = []
+    for path in args.files:
+        cal, held = load_pairs(path)
+        as_run = shares(_median(cal), held) if cal else None
+        report.append({"file": str(path), "networks": len(cal) + len(held), "calibration_kept": len(cal),
+                       "as_run_median": as_run, "rows": rescore(cal + held, args.sizes, args.draws, args.seed)})
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    for item in report:
+        print(f"{item['file']}: {item['networks']} networks ({item['calibration_kept']} of them the run's "
+              f"calibration); the run's own split under the median rule: {item['as_run_median']}")
+        print("| rule | calibration networks | within ±10% (mean of draws) | 10th percentile | within ±5% |")
+        print("|---|---|---|---|---|")
+        for r in item["rows"]:
+            p10 = "-" if r["within_10pct_p10"] is None else f"{r['within_10pct_p10']:.2f}"
+            print(f"| {r['rule']} | {r['calibration']} | {r['within_10pct']:.2f} | {p10} | {r['within_5pct']:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
