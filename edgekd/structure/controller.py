@@ -153,20 +153,14 @@ class BudgetController:
             if not total.requires_grad:
                 return
             grads = torch.autograd.grad(total, [leaves[g.id] for g in active], allow_unused=True)
+        shrunk = [group for group, grad in zip(active, grads, strict=True) if grad is not None]
         for group, grad in zip(active, grads, strict=True):
             if grad is not None:
                 gammas.soft_threshold(group, (lr * grad).clamp_min(0))
-                self._keep_one_alive(group)
-
-    def _keep_one_alive(self, group) -> None:
-        """A group is never emptied while learning, as it never is when pruned: its strongest channel keeps
-        r ≥ τ·margin. (A group whose every γ the proximal step zeroes feeds the next BatchNorm a constant; in
-        training mode its 1/√ε gain then sends gradients of ~1e5 to the γ's upstream and momentum carries
-        them to |γ| ~ 1e5 — a network float32 cannot prune exactly.)"""
-        r = group.saliency().detach().cpu()
-        strongest = int(torch.argmax(r))
-        if float(r[strongest]) < self.threshold * _HOLD_MARGIN:
-            gammas.raise_channel(group, strongest, self.threshold * _HOLD_MARGIN)
+        # A group is never emptied while learning, as it never is when pruned. (A group whose every γ the proximal
+        # step zeroes feeds the next BatchNorm a constant; in training mode its 1/√ε gain then sends gradients of
+        # ~1e5 to the γ's upstream and momentum carries them to |γ| ~ 1e5 — a network float32 cannot prune.)
+        gammas.keep_one_alive(shrunk, self.threshold * _HOLD_MARGIN)
 
     @torch.no_grad()
     def step(self, lr: float) -> dict[str, dict[str, float]]:
@@ -297,8 +291,9 @@ class BudgetController:
                    default=None)
 
     def _apply_holds(self) -> None:
-        for gid, mask in self.held.items():
-            gammas.hold(self.graph.groups[gid], mask, self.threshold * _HOLD_MARGIN)
+        if self.held:
+            gammas.hold([(self.graph.groups[gid], mask) for gid, mask in self.held.items()],
+                        self.threshold * _HOLD_MARGIN)
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:

@@ -2,18 +2,21 @@
 
 * :func:`soft_threshold` — the proximal step: γ ← sign γ·max(|γ| − shrink_c, 0) on every member of group
   channel c;
-* :func:`hold` — keep a group at a mask: dead channels γ = 0 on every member, alive channels with
+* :func:`hold` — keep groups at their masks: dead channels γ = 0 on every member, alive channels with
   r = max member |γ| of at least ``floor``;
+* :func:`keep_one_alive` — no group left without a channel at r ≥ ``floor``;
 * :func:`raise_channel` — lift every member |γ| of one group channel to at least a value (keeping signs).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
-from edgekd.structure.groups import ChannelGroup
+from edgekd.structure.groups import ChannelGroup, saliencies_on_host
 
-__all__ = ["soft_threshold", "hold", "raise_channel"]
+__all__ = ["soft_threshold", "hold", "keep_one_alive", "raise_channel"]
 
 
 @torch.no_grad()
@@ -28,19 +31,29 @@ def soft_threshold(group: ChannelGroup, shrink: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def hold(group: ChannelGroup, mask: torch.Tensor, floor: float) -> None:
-    """γ = 0 on the channels ``mask`` marks dead (and β = 0 in a gated group, as the masked network has it);
-    alive channels with r below ``floor`` are raised to it."""
-    for member in group.bns:
-        weight = member.module.weight
-        dead = ~mask[member.group_idx]
-        weight[member.module_idx[dead].to(weight.device)] = 0.0
-        if group.gated and member.module.bias is not None:
-            member.module.bias[member.module_idx[dead].to(weight.device)] = 0.0
-    r = group.saliency().detach().cpu()
-    weak = torch.nonzero(mask & (r < floor)).flatten()
-    for channel in weak.tolist():
-        raise_channel(group, channel, floor)
+def hold(held: Sequence[tuple[ChannelGroup, torch.Tensor]], floor: float) -> None:
+    """Each group at its mask: γ = 0 on the channels the mask marks dead (and β = 0 in a gated group, as the masked
+    network has it); alive channels with r below ``floor`` raised to it. The groups' r are read back once for all."""
+    for group, mask in held:
+        for member in group.bns:
+            weight = member.module.weight
+            dead = ~mask[member.group_idx]
+            weight[member.module_idx[dead].to(weight.device)] = 0.0
+            if group.gated and member.module.bias is not None:
+                member.module.bias[member.module_idx[dead].to(weight.device)] = 0.0
+    for (group, mask), r in zip(held, saliencies_on_host([g for g, _ in held]), strict=True):
+        for channel in torch.nonzero(mask & (r < floor)).flatten().tolist():
+            raise_channel(group, channel, floor)
+
+
+@torch.no_grad()
+def keep_one_alive(groups: Sequence[ChannelGroup], floor: float) -> None:
+    """Each group's strongest channel raised to r ≥ ``floor`` when the group would otherwise have none above it
+    (the groups' r read back once for all)."""
+    for group, r in zip(groups, saliencies_on_host(groups), strict=True):
+        strongest = int(torch.argmax(r))
+        if float(r[strongest]) < floor:
+            raise_channel(group, strongest, floor)
 
 
 @torch.no_grad()

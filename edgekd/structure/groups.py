@@ -40,7 +40,7 @@ from torch.overrides import TorchFunctionMode
 from edgekd.errors import StructureError
 
 __all__ = ["Segment", "BNMember", "ChannelGroup", "OpInfo", "ChannelGraph", "trace_groups", "dense_masks",
-           "first_failure"]
+           "saliencies_on_host", "alive_on_host", "first_failure"]
 
 
 @dataclass
@@ -125,7 +125,25 @@ class ChannelGraph:
 
     def alive_masks(self, threshold: float) -> list[torch.Tensor]:
         """Per group r > τ (all True when not prunable); frozen blocks: see BlockOwnership.alive_masks."""
-        return [g.alive(threshold) for g in self.groups]
+        return alive_on_host(self.groups, [g.prunable for g in self.groups], threshold)
+
+
+def saliencies_on_host(groups: Sequence[ChannelGroup]) -> list[torch.Tensor]:
+    """Each (prunable) group's r, detached, on the CPU — read back in one transfer: the structure controller reads
+    every group after every step, and a read per group stalls a GPU's step once per group."""
+    if not groups:
+        return []
+    with torch.no_grad():
+        values = [g.saliency().detach() for g in groups]
+        flat = torch.cat([v.to(values[0].device) for v in values]).cpu()
+    return list(flat.split([v.numel() for v in values]))
+
+
+def alive_on_host(groups: Sequence[ChannelGroup], counted: Sequence[bool], threshold: float) -> list[torch.Tensor]:
+    """Per group r > τ on the CPU where ``counted``, all True elsewhere (one transfer for every group)."""
+    read = [g for g, c in zip(groups, counted, strict=True) if c]
+    r = dict(zip((g.id for g in read), saliencies_on_host(read), strict=True))
+    return [r[g.id] > threshold if g.id in r else torch.ones(g.size, dtype=torch.bool) for g in groups]
 
 
 def dense_masks(graph: ChannelGraph) -> list[torch.Tensor]:

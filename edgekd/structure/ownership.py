@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from edgekd.errors import ConfigError
-from edgekd.structure.groups import ChannelGraph, ChannelGroup, OpInfo
+from edgekd.structure.groups import ChannelGraph, ChannelGroup, OpInfo, alive_on_host
 
 __all__ = ["BlockOwnership", "assign_blocks", "recipe_ownership", "matches", "DEFAULT_BLOCK"]
 
@@ -67,8 +67,7 @@ class BlockOwnership:
 
     def alive_masks(self, graph: ChannelGraph, threshold: float) -> list[torch.Tensor]:
         """Per group r > τ; all alive for groups that are not learnable."""
-        return [g.alive(threshold) if self.learnable(g) else torch.ones(g.size, dtype=torch.bool)
-                for g in graph.groups]
+        return alive_on_host(graph.groups, [self.learnable(g) for g in graph.groups], threshold)
 
     def minimal_masks(self, graph: ChannelGraph) -> list[torch.Tensor]:
         """One alive channel per learnable group (Torch-Pruning never empties a layer); others whole."""
