@@ -145,7 +145,7 @@ class Calibration(_Strict):
     alpha: float = 1.0
     beta_ms: float = 0.0
     samples: int = 0
-    rows: list[dict] = Field(default_factory=list)  # {raw_ms, measured_ms}: the networks α came from, for re-scoring
+    rows: list[dict] = Field(default_factory=list)  # {raw_ms, measured_ms, widths}: α's networks, for re-scoring
 
 
 class Validation(_Strict):

@@ -136,7 +136,8 @@ def predict_raw(tables: dict[str, Table], ops: dict[str, str], widths: dict[str,
     return sum(tables[ops[name]].value(a_in, a_out) for name, (a_in, a_out) in widths.items())
 
 
-def fit_calibration(raw: list[float], measured: list[float]) -> Calibration:
+def fit_calibration(raw: list[float], measured: list[float], widths: list[dict[int, int]] | None = None
+                    ) -> Calibration:
     """``measured = α · raw``, α the median of the calibration networks' measured ÷ predicted.
 
     Why not least squares with an offset: random configurations span well under 2× in Σ ops, so an intercept is
@@ -147,6 +148,8 @@ def fit_calibration(raw: list[float], measured: list[float]) -> Calibration:
         return Calibration()
     alpha = statistics.median(y / x for x, y in zip(raw, measured, strict=True))
     rows = [{"raw_ms": round(x, 4), "measured_ms": round(y, 4)} for x, y in zip(raw, measured, strict=True)]
+    for row, w in zip(rows, widths or [], strict=False):
+        row["widths"] = {str(k): v for k, v in w.items()}
     return Calibration(alpha=alpha, beta_ms=0.0, samples=len(raw), rows=rows)
 
 
@@ -472,7 +475,7 @@ class _Profiler:
         raw = [predict_raw(tables, ops, op_widths(graph, masks_for(graph, w))) for w in calibration + heldout]
         dense_raw = predict_raw(tables, ops, op_widths(graph, masks_for(graph, dense_widths(graph))))
         measured = [statistics.median(p) for p in p50s]
-        cal = fit_calibration(raw[:len(calibration)], measured[:len(calibration)])
+        cal = fit_calibration(raw[:len(calibration)], measured[:len(calibration)], calibration)
         validation = _validate(raw[len(calibration):], measured[len(calibration):], p50s[len(calibration):],
                                heldout, cal, opts.rounds)
         self.stats["profile_s"] = round(time.perf_counter() - started, 1)

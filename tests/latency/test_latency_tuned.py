@@ -44,7 +44,8 @@ def test_a_tuned_profile_tunes_its_kernels_and_resumes_without_tuning_again(tmp_
     assert model.validation.configurations == 1 and model.validation.rows[0]["measured_ms"] > 0
     assert model.stats["tune_s"] == pytest.approx(model.stats["tune_lattice_s"] + model.stats["tune_networks_s"],
                                                   abs=0.2)  # the cost split by phase
-    assert len(model.calibration.rows) == 1 and model.calibration.rows[0]["measured_ms"] > 0
+    [calibrated] = model.calibration.rows  # kept with its widths: scripts/rescore_latency_profile.py re-predicts it
+    assert calibrated["measured_ms"] > 0 and calibrated["widths"] and calibrated["raw_ms"] > 0
     assert set(model.provenance.tuned_tasks) <= set(ledger) and staleness(model, model.provenance.runtime) is None
 
     again = profile_network(_small_network(), (1, 3, 8, 8), device, profile, key, options, on_progress=lambda *a: None)
