@@ -528,7 +528,7 @@ class _Tuning:
             raise DeviceError(f"latency profile on {self.device.name}: the board was lost while tuning "
                               f"({measurer.lost}); run the profile again to go on (tuned tasks are kept)")
 
-    def tune(self, tasks: list, what: str) -> None:
+    def tune(self, tasks: list, what: str) -> float:
         started = time.perf_counter()
         ledger = read_ledger(self.directory)
         unique = {task_key(t, self.target): t for t in tasks}
@@ -539,7 +539,9 @@ class _Tuning:
                                     measure=measure, board=self.board)
             self.stats["tasks_tuned"] += result.tasks_tuned
             self.profiler.say(what, min(start + self.CHUNK, len(todo)), len(todo))
-        self.stats["tune_s"] = round(self.stats["tune_s"] + time.perf_counter() - started, 1)
+        seconds = time.perf_counter() - started
+        self.stats["tune_s"] = round(self.stats["tune_s"] + seconds, 1)
+        return seconds
 
     def prepare(self, shapes: dict[tuple[str, int, int], OpShape]) -> dict[tuple[str, int, int], str]:
         """Tune the tasks of ``shapes``' ops; per point, a digest of its tasks' ledger entries (the cache tag of
@@ -551,9 +553,8 @@ class _Tuning:
             keys[point] = [task_key(t, self.target) for t in extracted]
             self.lattice.update(keys[point])
             tasks += extracted
-        before = self.stats["tune_s"]
-        self.tune(tasks, "tune kernels")
-        self.stats["tune_lattice_s"] = round(self.stats["tune_lattice_s"] + self.stats["tune_s"] - before, 1)
+        seconds = self.tune(tasks, "tune kernels")
+        self.stats["tune_lattice_s"] = round(self.stats["tune_lattice_s"] + seconds, 1)
         ledger = read_ledger(self.directory)
         return {point: ledger_digest(ledger, ks) for point, ks in keys.items()}
 

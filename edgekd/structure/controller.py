@@ -153,10 +153,11 @@ class BudgetController:
             if not total.requires_grad:
                 return
             grads = torch.autograd.grad(total, [leaves[g.id] for g in active], allow_unused=True)
-        shrunk = [group for group, grad in zip(active, grads, strict=True) if grad is not None]
+        shrunk = []
         for group, grad in zip(active, grads, strict=True):
             if grad is not None:
                 gammas.soft_threshold(group, (lr * grad).clamp_min(0))
+                shrunk.append(group)
         # A group is never emptied while learning, as it never is when pruned. (A group whose every γ the proximal
         # step zeroes feeds the next BatchNorm a constant; in training mode its 1/√ε gain then sends gradients of
         # ~1e5 to the γ's upstream and momentum carries them to |γ| ~ 1e5 — a network float32 cannot prune.)

@@ -78,13 +78,6 @@ class ChannelGroup:
         values = [_scatter_max(m.module.weight.abs()[m.module_idx], m.group_idx, self.size) for m in self.bns]
         return torch.stack(values).amax(0) if len(values) > 1 else values[0]
 
-    def alive(self, threshold: float) -> torch.Tensor:
-        """Boolean mask: r_c > τ, i.e. any member's |γ| exceeds τ; all True when not prunable."""
-        if not self.prunable:
-            return torch.ones(self.size, dtype=torch.bool)
-        with torch.no_grad():
-            return self.saliency().detach().cpu() > threshold
-
 
 @dataclass
 class OpInfo:
