@@ -48,10 +48,11 @@ def tune(recipe: str = RecipeOpt,
         emit_json(result.to_dict())
     else:
         rows = [(r.index, f"{r.ask_ms:.4g}", _ms(r.predicted_ms), _ms(r.measured_p50_ms), _ms(r.dense_p50_ms),
-                 _ms(r.target_ms), "yes" if r.met else "no",
+                 _ms(r.share), _ms(r.target_ms), "yes" if r.met else "no",
                  _acc(r.test_acc), "finetuned" if r.finetuned else "pruned", r.run_dir) for r in result.rounds]
-        print_table(("round", "ask ms", "predicted ms", "measured p50 ms", "dense p50 ms", "target ms", "met",
-                     "test acc", "network", "run dir"), rows, title=f"edgekd tune on {result.device} ({result.target})")
+        print_table(("round", "ask ms", "predicted ms", "measured p50 ms", "dense p50 ms", "x dense (paired)",
+                     "target ms", "met", "test acc", "network", "run dir"), rows,
+                    title=f"edgekd tune on {result.device} ({result.target})")
     console.print(f"tune: {result.message}; network {result.model}, artifact {result.artifact}", markup=False,
                   soft_wrap=True)
     if not result.met:

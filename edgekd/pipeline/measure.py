@@ -24,7 +24,7 @@ from edgekd.errors import ConfigError
 from edgekd.pipeline.compile import compile_on_device
 from edgekd.results.store import ResultsStore
 
-__all__ = ["Measured", "compile_for_board", "bench_tagged", "summarize"]
+__all__ = ["Measured", "compile_for_board", "bench_tagged", "summarize", "paired_share"]
 
 
 def compile_for_board(model: str | Path, device: Device, profile: TargetProfile, out: Path, tune_trials: int,
@@ -91,3 +91,14 @@ def summarize(results: list[BenchResult], runtime: str = "tvm") -> Measured:
                     peak_rss_mb=_median(r.to_json()["peak_rss_mb"] for r in results),
                     energy_per_inference_mj=_median(r.power.energy_per_inference_mj if r.power else None
                                                     for r in results))
+
+
+def paired_share(p50s: list[float], reference_p50s: list[float]) -> float:
+    """``p50s`` as a share of ``reference_p50s`` benched interleaved with them: the median over the bench rounds of
+    each round's own ratio. A round measures both back to back, so a slow or fast spell of the board falls on both;
+    medians taken apart can pair a slow candidate with a fast reference (a shared host here flips between states up
+    to 2x apart within seconds: CI once saw a candidate's rounds at 0.15/0.30 ms give 0.72x by separate medians
+    and 0.49x paired)."""
+    if len(p50s) != len(reference_p50s) or not p50s:
+        raise ValueError(f"pairing {len(p50s)} bench rounds with {len(reference_p50s)}")
+    return statistics.median(p / r for p, r in zip(p50s, reference_p50s, strict=True))

@@ -16,7 +16,9 @@ Before round 1 the dense and the floor networks are compiled and benched interle
 refused in one line with the floor measured. Each round then: budgets from the board's latency model → compress,
 warm-started from the previous round's structure learning → compile with the target's tuning database (the
 deployed artifact is tuned) → bench interleaved with the dense network and the previous round's artifact
-(``repeats`` rounds, medians) → stop when the candidate's median p50 meets the target. A round's network is
+(``repeats`` rounds) → stop when the candidate meets the target: for a share of the dense p50, the median over the
+bench rounds of each round's own candidate ÷ dense ratio (paired: a slow spell of the board falls on both); for
+milliseconds, the candidate's median p50. A round's network is
 measured *before* it is finetuned — latency is the architecture's and its schedules', not its weights' — and only
 the round kept (the one that met, or the last) is finetuned, once, then compiled again with its weights (every task
 reused from the database: the measured schedules). A round that misses costs its structure learning, not a
@@ -30,14 +32,15 @@ while the artifact is tuned, so its milliseconds do not transfer; the order of n
 shapes *where* the learner prunes: untuned kernels' cost grows much faster with width than tuned ones', so the
 learner thins wide layers more than the board needs (the tune benchmark, stop 28). A tuned model (``mode="tuned"``,
 ``--latency-mode tuned``) prices the deployed kernels, at the cost of tuning every lattice kernel once. Either way
-every measurement becomes a point (predicted ms, measured p50 ÷ the dense p50 of the same bench): the floor and the
-dense network before round 1, then each round's network. The next round asks the learner for the predicted latency
-at which that piecewise-linear curve reaches the target share (less ``margin``, for the bench's noise) — never above
-a missed round's predicted latency scaled down by how far it missed — and scaled by how far the learner's last
-network landed from what it was asked (:func:`next_ask`). The ask goes to the recipe's blocks at one common point
-between each block's predicted cost in the floor network and in the dense one (always reachable); within a block,
-the learner's latency-weighted regularizer removes the channels with the least γ per millisecond they cost. The
-residual of model, learner and tuning together is thus measured on the board and corrects the next budget.
+every measurement becomes a point (predicted ms, measured share of the dense p50, paired by bench round): the floor
+and the dense network before round 1, then each round's network. The next round asks the learner for the predicted
+latency at which that piecewise-linear curve reaches the target share (less ``margin``, for the bench's noise) —
+never above a missed round's predicted latency scaled down by how far it missed — and scaled by how far the
+learner's last network landed from what it was asked (:func:`next_ask`). The ask goes to the recipe's blocks at one
+common point between each block's predicted cost in the floor network and in the dense one (always reachable);
+within a block, the learner's latency-weighted regularizer removes the channels with the least γ per millisecond
+they cost. The residual of model, learner and tuning together is thus measured on the board and corrects the next
+budget.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ from edgekd.pipeline.latency import (
     latency_device,
     recipe_network,
 )
-from edgekd.pipeline.measure import Measured, bench_tagged, compile_for_board, summarize
+from edgekd.pipeline.measure import Measured, bench_tagged, compile_for_board, paired_share, summarize
 from edgekd.pipeline.train import load_teacher, teacher_source
 from edgekd.results.store import ResultsStore
 from edgekd.structure.groups import ChannelGraph, dense_masks, trace_groups
@@ -123,6 +126,8 @@ class TuneRound:
     measured_p50_ms: float | None = None  # median over the bench rounds
     measured_p50s: list[float] = field(default_factory=list)
     dense_p50_ms: float | None = None
+    dense_p50s: list[float] = field(default_factory=list)  # the same bench rounds, in order
+    share: float | None = None  # candidate ÷ dense p50 paired by bench round, median (a ratio target's verdict)
     previous_p50_ms: float | None = None
     met: bool | None = None
     test_acc: float | None = None  # of the round's network: pruned, or finetuned when ``finetuned``
@@ -283,9 +288,9 @@ class _Tuner:
         done = [r for r in self.state.rounds if r.status in MEASURED]
         latest_dense = done[-1].dense_p50_ms if done else dense_m
         wanted_share = _target_ms(self.state.goal, latest_dense) / latest_dense * (1 - self.options.margin)
-        # measured latency as a share of the dense network's p50 in the same bench: immune to the board's drift
-        floor = (self.predicted(self.floor_widths()), statistics.median(ref["floor_p50s"]) / dense_m)
-        rounds = [MeasuredRound(r.ask_ms, r.predicted_ms, r.measured_p50_ms / r.dense_p50_ms) for r in done]
+        # measured latency as a share of the dense network's p50, paired by bench round: immune to the board's drift
+        floor = (self.predicted(self.floor_widths()), paired_share(ref["floor_p50s"], ref["dense_p50s"]))
+        rounds = [MeasuredRound(r.ask_ms, r.predicted_ms, _share(r)) for r in done]
         return next_ask(floor, self.predicted(), rounds, wanted_share)
 
     # ------------------------------------------------------------------ one round
@@ -346,24 +351,42 @@ class _Tuner:
                               {"predicted_ms": current.predicted_ms, "compress_run": current.run_dir})
         candidate, dense = results[-1], results[0]
         current.measured_p50s, current.measured_p50_ms = candidate.p50s, candidate.p50_ms
-        current.dense_p50_ms = dense.p50_ms
+        current.dense_p50_ms, current.dense_p50s = dense.p50_ms, dense.p50s
+        current.share = paired_share(candidate.p50s, dense.p50s)
         current.previous_p50_ms = results[1].p50_ms if len(results) == 3 else None
         current.target_ms = _target_ms(self.state.goal, current.dense_p50_ms)
-        current.met = current.measured_p50_ms <= current.target_ms
+        current.met = _meets(self.state.goal, current)
         current.tuned, current.tune_trials = candidate.tuned, candidate.tune_trials
         current.peak_rss_mb, current.energy_per_inference_mj = candidate.peak_rss_mb, candidate.energy_per_inference_mj
         current.status = "measured"
         self.save()
         verdict = "meets" if current.met else "misses"
         self.say(f"round {current.index}: predicted {current.predicted_ms:.4g} ms (model), measured p50 "
-                 f"{current.measured_p50_ms:.4g} ms vs dense {current.dense_p50_ms:.4g} ms: {verdict} the target "
-                 f"{current.target_ms:.4g} ms")
+                 f"{current.measured_p50_ms:.4g} ms vs dense {current.dense_p50_ms:.4g} ms ({current.share:.3f}x, "
+                 f"paired by bench round): {verdict} the target {_goal_text(self.state.goal, current.target_ms)}")
+
+
+def _share(measured: TuneRound) -> float:
+    """A measured round's share of the dense p50 (paired; a state from before pairing: the medians' ratio)."""
+    return measured.share if measured.share is not None else measured.measured_p50_ms / measured.dense_p50_ms
+
+
+def _meets(goal: dict[str, float], measured: TuneRound) -> bool:
+    if "latency_ratio" in goal:
+        return _share(measured) <= goal["latency_ratio"]
+    return measured.measured_p50_ms <= goal["latency_ms"]
+
+
+def _goal_text(goal: dict[str, float], target_ms: float) -> str:
+    if "latency_ratio" in goal:
+        return f"{goal['latency_ratio']:.3g}x ({target_ms:.4g} ms at the dense median)"
+    return f"{target_ms:.4g} ms"
 
 
 @dataclass(frozen=True)
 class MeasuredRound:
     """What :func:`next_ask` needs of a measured round: its ask and the learner's predicted latency (ms, the
-    latency model's), and its measured p50 as a share of the dense p50 of the same bench."""
+    latency model's), and its measured share of the dense p50 (:func:`~edgekd.pipeline.measure.paired_share`)."""
 
     ask_ms: float
     predicted_ms: float
@@ -425,6 +448,8 @@ def predicted_for(points: list[tuple[float, float]], share: float) -> float:
 def _check_floor(state: TuneResult, ref: dict[str, Any]) -> None:
     dense, floor = statistics.median(ref["dense_p50s"]), statistics.median(ref["floor_p50s"])
     target = _target_ms(state.goal, dense)
+    if "latency_ratio" in state.goal:  # paired, as the rounds are judged; reported at the dense median
+        floor = paired_share(ref["floor_p50s"], ref["dense_p50s"]) * dense
     if target < floor:
         raise ConfigError(f"tune: target {target:.4g} ms is below the smallest network the recipe allows: it "
                           f"measures {floor:.4g} ms on {state.device} (dense {dense:.4g} ms); widen the recipe's "
@@ -448,14 +473,19 @@ def _finish(state: TuneResult) -> None:
     state.met, state.target_ms = last.met, last.target_ms
     state.measured_p50_ms, state.dense_p50_ms = last.measured_p50_ms, last.dense_p50_ms
     state.artifact, state.model = str(final_artifact), str(run_dir / "model.pt")
-    if last.met:
-        state.message = (f"met in {len(measured)} round(s): {last.measured_p50_ms:.4g} ms measured ≤ target "
-                         f"{last.target_ms:.4g} ms on {state.device}")
+    if "latency_ratio" in state.goal:
+        ratio = state.goal["latency_ratio"]
+        measured_text = f"{_share(last):.3f}x the dense p50 measured (paired; {last.measured_p50_ms:.4g} ms median)"
+        target_text, over = f"target {ratio:.3g}x", _share(last) / ratio - 1
     else:
-        missed = (last.measured_p50_ms / last.target_ms - 1) * 100
-        state.message = (f"missed after {len(measured)} round(s): {last.measured_p50_ms:.4g} ms measured vs target "
-                         f"{last.target_ms:.4g} ms on {state.device} ({missed:.1f}% over); run more rounds "
-                         "(--resume --max-rounds N) or lower the margin of error with more --repeats")
+        measured_text, target_text = f"{last.measured_p50_ms:.4g} ms measured", f"target {last.target_ms:.4g} ms"
+        over = last.measured_p50_ms / last.target_ms - 1
+    if last.met:
+        state.message = f"met in {len(measured)} round(s): {measured_text} ≤ {target_text} on {state.device}"
+    else:
+        state.message = (f"missed after {len(measured)} round(s): {measured_text} vs {target_text} on "
+                         f"{state.device} ({over * 100:.1f}% over); run more rounds (--resume --max-rounds N) or "
+                         "lower the margin of error with more --repeats")
 
 
 def tune(recipe: Recipe, device: str, *, latency_ms: float | None = None, latency_ratio: float | None = None,

@@ -73,8 +73,9 @@ def test_tune_meets_a_latency_ratio_measured_on_a_loopback_board(board, tiny_tea
     assert code == 0, err
     doc = json.loads(out)
     print({k: doc[k] for k in ("measured_p50_ms", "dense_p50_ms", "target_ms")}, len(doc["rounds"]), "round(s)")
-    # the verdict is the interleaved bench's: candidate and dense medians of the same rounds
-    assert doc["met"] and doc["measured_p50_ms"] <= 0.7 * doc["dense_p50_ms"]
+    # the verdict is the interleaved bench's: each bench round's candidate ÷ dense, median (a slow spell of the board
+    # falls on both; CI once saw separate medians give 0.72x where the rounds gave 0.36-0.72, median 0.49)
+    assert doc["met"] and doc["rounds"][-1]["share"] <= 0.7
     assert doc["run_dir"] == str(run) and json.loads((run / "tune.json").read_text()) == doc
     assert Path(doc["artifact"], "manifest.json").is_file() and (run / "model.pt").is_file()
     assert 1 <= len(doc["rounds"]) <= 2 and doc["options"]["latency_mode"] == "untuned"  # the default model's
@@ -88,7 +89,12 @@ def test_tune_meets_a_latency_ratio_measured_on_a_loopback_board(board, tiny_tea
         assert tuning["tasks_tuned"] == 0 or tuning["cost_model_records"] >= PRETRAIN_MIN_RECORDS
         candidates = [r for r in rows if r["tune_round"] == index and r["tune_role"] == "candidate"]
         assert len(candidates) == 5 and {r["predicted_ms"] for r in candidates} == {tuned["predicted_ms"]}
-        assert sorted(r["latency_ms_p50"] for r in candidates) == sorted(tuned["measured_p50s"])
+        assert [r["latency_ms_p50"] for r in candidates] == tuned["measured_p50s"]
+        dense = [r for r in rows if r["tune_round"] == index and r["tune_role"] == "dense"]
+        assert [r["latency_ms_p50"] for r in dense] == tuned["dense_p50s"]
+        candidate_at = {r["repeat_index"]: r["latency_ms_p50"] for r in candidates}
+        paired = sorted(candidate_at[r["repeat_index"]] / r["latency_ms_p50"] for r in dense)
+        assert tuned["share"] == pytest.approx(paired[2]) and tuned["met"] == (tuned["share"] <= 0.7)
         assert {r["compress_run"] for r in candidates} == {tuned["run_dir"]} and candidates[0]["device"] == board.name
     assert {r["tune_role"] for r in rows if r["tune_round"] == 0} == {"dense", "floor"}
     # measured before finetuning: only the round kept is finetuned, then compiled again with its weights (the
