@@ -1,4 +1,5 @@
-"""Re-score a saved latency profile under other calibration rules and calibration sizes, without measuring again.
+"""Re-score a saved latency profile under other calibration rules and calibration sizes (without measuring again,
+but for ``--kernels``).
 
     .venv/bin/python scripts/rescore_latency_profile.py CELL_OR_MODEL.json [...] [--sizes 3 6 8] [--draws 500]
 
@@ -15,6 +16,13 @@ axis (evenly by index, both ends kept) and fitted again as the profile fits it (
 untuned: interpolation), and every network's Σ recomputed from its widths — what a K-level lattice would have
 predicted from the same measurements, to weigh a cheaper lattice against accuracy. Networks whose widths the file
 does not keep (calibration rows before stop 31) are left out.
+
+``--kernels DEVICE`` (a saved latency *model* file): every network's Σ is replaced by the sum of *its own* fused
+kernels — the tasks its compile extracts, with the board database's schedules in tuned mode, as its compile
+applied them — timed on DEVICE as the profile times its lattice (:func:`edgekd.latency.profile.kernel_sums`; run
+with the profile's ``EDGEKD_CACHE_DIR`` so its database is the one read). What the model would score if its
+tables were exact for every kernel: the gap to the tables' score is the tables' share of the error, what is left
+is the whole network's own (caches, the runtime between kernels).
 
 Rules: ``median`` (α = median measured ÷ Σ, what ``fit_calibration`` does), ``mean`` (mean ratio), ``origin``
 (least squares through the origin), ``line`` (least squares with an offset).
@@ -107,6 +115,33 @@ def refit_pairs(path: Path, keep: int) -> tuple[list[Pair], list[Pair]]:
     return cal, held
 
 
+def kernel_pairs(path: Path, device: str) -> tuple[list[Pair], list[Pair]]:
+    """(calibration, held-out) pairs of a latency model file with each network's own kernels summed."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from edgekd.device.tuning_runner import EvaluatorSettings
+    from edgekd.latency.model import LatencyModel
+    from edgekd.latency.profile import ProfileOptions, kernel_sums
+    from edgekd.models import create_model
+    from edgekd.pipeline.latency import latency_device
+
+    model = LatencyModel.model_validate_json(path.read_text())
+    entry, profile = latency_device(device)
+    network = create_model(model.network.name, **model.network.kwargs).eval()
+    timer = model.provenance.timer
+    options = ProfileOptions(mode=model.provenance.mode, grid=model.grid,
+                             timer=EvaluatorSettings(number=timer["number"], repeat=timer["repeat"],
+                                                     min_repeat_ms=timer["min_repeat_ms"]))
+    rows = [r for r in model.calibration.rows if "widths" in r] + list(model.validation.rows)
+    configs = [{int(k): v for k, v in r["widths"].items()} for r in rows]
+    sums, stats = kernel_sums(network, model.network.input_shape, entry, profile, model.network, configs, options)
+    print(f"{path}: own kernels of {len(configs)} networks on {device}: " + ", ".join(
+        f"{k} {stats[k]}" for k in ("kernels", "kernels_timed", "kernels_untuned", "build_s", "time_kernels_s")),
+        file=sys.stderr)
+    pairs = [(x, float(r["measured_ms"])) for x, r in zip(sums, rows, strict=True)]
+    calibrating = sum("widths" in r for r in model.calibration.rows)
+    return pairs[:calibrating], pairs[calibrating:]
+
+
 def shares(fit: Callable[[float], float], scored: list[Pair]) -> tuple[float, float]:
     errors = [abs(fit(x) - y) / y for x, y in scored]
     return sum(e <= 0.10 for e in errors) / len(errors), sum(e <= 0.05 for e in errors) / len(errors)
@@ -139,20 +174,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--levels", type=int, default=None,
                         help="a model file's tables cut to this many levels per axis and fitted again")
+    parser.add_argument("--kernels", metavar="DEVICE", default=None,
+                        help="a model file's networks summed from their own kernels timed on DEVICE")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     report = []
     for path in args.files:
-        cal, held = load_pairs(path) if args.levels is None else refit_pairs(path, args.levels)
+        if args.kernels:
+            cal, held = kernel_pairs(path, args.kernels)
+        else:
+            cal, held = load_pairs(path) if args.levels is None else refit_pairs(path, args.levels)
         as_run = shares(_median(cal), held) if cal else None
-        report.append({"file": str(path), "levels": args.levels, "networks": len(cal) + len(held),
-                       "calibration_kept": len(cal), "as_run_median": as_run,
+        report.append({"file": str(path), "levels": args.levels, "kernels": args.kernels,
+                       "networks": len(cal) + len(held), "calibration_kept": len(cal), "as_run_median": as_run,
                        "rows": rescore(cal + held, args.sizes, args.draws, args.seed)})
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
     for item in report:
         levels = f" (tables cut to {item['levels']} levels)" if item["levels"] else ""
+        levels += f" (own kernels timed on {item['kernels']})" if item["kernels"] else ""
         print(f"{item['file']}{levels}: {item['networks']} networks ({item['calibration_kept']} of them the run's "
               f"calibration); the run's own split under the median rule: {item['as_run_median']}")
         print("| rule | calibration networks | within ±10% (mean of draws) | 10th percentile | within ±5% |")

@@ -24,7 +24,8 @@ def profile(recipe: str = RecipeOpt, device: str = DeviceOpt, mode: str = ModeOp
             grid: int = typer.Option(0, "--grid", min=0,
                                      help="Channel multiple (default: the recipe's round_to, else the target's)."),
             levels: int = typer.Option(None, "--levels", min=2,
-                                       help="Lattice widths per varying axis of an op family [default: 8]."),
+                                       help="Lattice widths per varying axis of an op family [default: 8 untuned, "
+                                            "5 tuned]."),
             refine: int = typer.Option(None, "--refine", min=0,
                                        help="Passes adding lattice levels where an interval's midpoint is "
                                             "mispredicted by > 5% [default: 0]."),

@@ -24,7 +24,8 @@ from torch import nn
 
 from edgekd.structure.groups import OpInfo
 
-__all__ = ["OpShape", "Kernel", "op_shape", "family_key", "op_module", "op_tasks", "build_kernels"]
+__all__ = ["OpShape", "Kernel", "op_shape", "family_key", "op_module", "op_tasks", "network_tasks", "build_kernels",
+           "build_tasks"]
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,17 @@ def op_tasks(shape: OpShape, target: Any, tuned: bool) -> list[Any]:
     return list(ms.relax_integration.extract_tasks(mod, target))
 
 
+def network_tasks(model: nn.Module, input_shape: tuple[int, ...], target: Any, tuned: bool) -> list[Any]:
+    """MetaSchedule's extracted tasks of a whole network as its compile prepares them (see :func:`op_tasks`): its
+    own fused kernels, residual adds and activations included, each with how often the network calls it."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from edgekd.compile.build import import_model, prepare_module
+
+    mod = prepare_module(import_model(model, torch.zeros(input_shape)), target, weight_prepack=tuned)
+    return list(ms.relax_integration.extract_tasks(mod, target))
+
+
 def build_kernels(shape: OpShape, target: Any, compiler: str | None, out_dir: Path,
                   database: Any = None) -> list[Kernel]:
     """Build the fused kernels of ``shape`` for ``target`` into ``out_dir`` (one ``.so`` each, linked with the
@@ -160,6 +172,26 @@ def build_kernels(shape: OpShape, target: Any, compiler: str | None, out_dir: Pa
 
     Raises:
         CompileError: TVM could not import or build the op.
+    """
+    from edgekd.errors import CompileError, first_line
+
+    try:
+        tasks = op_tasks(shape, target, tuned=database is not None)
+    except CompileError:
+        raise
+    except Exception as err:  # tvm raises its own error types
+        raise CompileError(f"TVM could not import the op {shape.family} at {shape.a_in}→{shape.a_out} channels: "
+                           f"{first_line(err)}") from None
+    return build_tasks(tasks, target, compiler, out_dir, database, f"{shape.family} at {shape.a_in}→{shape.a_out} "
+                       "channels")
+
+
+def build_tasks(tasks: list[Any], target: Any, compiler: str | None, out_dir: Path, database: Any, what: str
+                ) -> list[Kernel]:
+    """Build extracted tasks' kernels (:func:`build_kernels`; ``what`` names them in an error).
+
+    Raises:
+        CompileError: TVM could not build one.
     """
     import tvm
     from tvm.support import cc
@@ -169,7 +201,6 @@ def build_kernels(shape: OpShape, target: Any, compiler: str | None, out_dir: Pa
     kernels = []
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        tasks = op_tasks(shape, target, tuned=database is not None)
         for index, task in enumerate(tasks):
             prim, tuned = _scheduled(task.dispatched[0], target, database)
             key = kernel_key(prim, target)
@@ -183,7 +214,6 @@ def build_kernels(shape: OpShape, target: Any, compiler: str | None, out_dir: Pa
     except CompileError:
         raise
     except Exception as err:  # tvm raises its own error types
-        raise CompileError(f"TVM could not build the kernels of {shape.family} at {shape.a_in}→{shape.a_out} "
-                           f"channels: {first_line(err)}") from None
+        raise CompileError(f"TVM could not build the kernels of {what}: {first_line(err)}") from None
     return kernels
 

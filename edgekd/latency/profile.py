@@ -64,7 +64,7 @@ from edgekd.device.probe import check_fits, probe
 from edgekd.device.tuning_runner import BoardMeasurer, Candidate, EvaluatorSettings
 from edgekd.errors import CompileError, ConfigError, DeviceError
 from edgekd.latency.design import FamilyPlan, dense_widths, lattices, masks_for, op_widths, random_widths
-from edgekd.latency.kernels import Kernel, OpShape, build_kernels, op_tasks
+from edgekd.latency.kernels import Kernel, OpShape, build_kernels, build_tasks, network_tasks, op_tasks
 from edgekd.latency.model import (
     MODES,
     Calibration,
@@ -81,9 +81,16 @@ from edgekd.paths import cache_dir
 from edgekd.structure.groups import ChannelGraph, trace_groups
 from edgekd.structure.prune import prune_model
 
-__all__ = ["ProfileOptions", "profile_network", "runtime_versions", "predict_raw", "fit_calibration"]
+__all__ = ["ProfileOptions", "profile_network", "kernel_sums", "runtime_versions", "predict_raw", "fit_calibration"]
 
 Progress = Callable[[str, int, int], None]
+
+# Lattice levels per axis, measured on CIFAR MobileNetV2 (docs/benchmarks.md, "Latency model"). Untuned: 8 levels,
+# no refinement, 100% of 40 held out within ±10% in 8 min (its kernels are staircases that interpolation follows).
+# Tuned: kernels scatter around a bilinear trend, and a surface through fewer, farther-apart points predicts as
+# well or better — on the same 26 networks 5 levels held out 65% within ±10% (8 levels: 55%; pooled over 300
+# splits 0.49 vs 0.40), at ~60% of the lattice's tuning.
+LEVELS = {"untuned": 8, "tuned": 5}
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,7 @@ class ProfileOptions:
         mode: ``untuned`` (kernels as an untuned compile builds them) or ``tuned`` (the target database's best
             schedules, the mode deployed artifacts use).
         grid: channel multiple of the lattice and of every configuration (the target's or the recipe's).
-        levels: grid widths per varying axis of a family's lattice.
+        levels: grid widths per varying axis of a family's lattice (None: the mode's, :data:`LEVELS`).
         refine, refine_tolerance, refine_levels: passes adding a lattice level where the table mispredicts an
             interval's midpoint by more than the tolerance (at most ``refine_levels`` per family and pass).
         calibration: whole networks fitting α (random configurations).
@@ -111,7 +118,7 @@ class ProfileOptions:
 
     mode: str = "untuned"
     grid: int = 8
-    levels: int = 8  # measured: 8 levels, no refinement, held out CIFAR MobileNetV2 100% within ±10% in 8 min
+    levels: int | None = None
     refine: int = 0
     refine_tolerance: float = 0.05
     refine_levels: int = 2
@@ -129,6 +136,8 @@ class ProfileOptions:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"latency mode {self.mode!r}: expected {' or '.join(MODES)}")
+        if self.levels is None:
+            object.__setattr__(self, "levels", LEVELS[self.mode])
 
 
 def predict_raw(tables: dict[str, Table], ops: dict[str, str], widths: dict[str, tuple[int, int]]) -> float:
@@ -319,12 +328,7 @@ class _Profiler:
         interval of a varying axis is measured at both ends of the other axis, and when the table mispredicts it
         by more than ``refine_tolerance`` the midpoint becomes a lattice level (nn-Meter adds samples where its
         error exceeds 10%; untuned TVM kernels have steps of 10x between neighbouring widths)."""
-        target, compiler = self.target
-        timer = self.options.timer
-        cache = _PointCache(board, {"target": str(target), "threads": threads,
-                                    "timer": [timer.number, timer.repeat, timer.min_repeat_ms],
-                                    "runtime": runtime_versions()})
-        measure = _PointMeasurer(self, conn, cache, target, compiler, tuning)
+        measure = self._measurer(conn, board, threads, tuning)
         by_family = {plan.family: plan for plan in plans}
         for refinement in range(self.options.refine + 1):
             measure({(p.family, a, b): self._shape(p, a, b) for p in plans for a, b in p.points()})
@@ -356,6 +360,51 @@ class _Profiler:
             fit = fit_surface(plan.a_in, plan.a_out, ms) if tuning is not None else None  # see Table
             tables[plan.family] = Table(family=plan.family, a_in=plan.a_in, a_out=plan.a_out, ms=ms, fit=fit)
         return tables
+
+    def _measurer(self, conn, board: str, threads: int, tuning: _Tuning | None) -> _PointMeasurer:
+        target, compiler = self.target
+        timer = self.options.timer
+        cache = _PointCache(board, {"target": str(target), "threads": threads,
+                                    "timer": [timer.number, timer.repeat, timer.min_repeat_ms],
+                                    "runtime": runtime_versions()})
+        return _PointMeasurer(self, conn, cache, target, compiler, tuning)
+
+    def kernel_sums(self, configs: list[dict[int, int]]) -> list[float]:
+        """Per configuration, Σ of the pruned network's own fused kernels timed on the board (:func:`kernel_sums`)."""
+        target, compiler = self.target
+        graph = trace_groups(self.model, self.input_shape)
+        tuned = self.options.mode == "tuned"
+        per_network: list[list[Kernel]] = []
+        with connect(self.device) as conn, tempfile.TemporaryDirectory(prefix="edgekd-kernels-") as scratch:
+            _facts, board, _threads = self._board(conn)
+            database = _Tuning(self, conn, board).database() if tuned else None
+            started = time.perf_counter()
+            for index, widths in enumerate(configs):
+                pruned = prune_model(self.model, graph, masks_for(graph, widths)).model.eval()
+                tasks = network_tasks(pruned, self.input_shape, target, tuned)
+                per_network.append(build_tasks(tasks, target, compiler, Path(scratch), database, f"network {index}"))
+                self.say("build kernels", index + 1, len(configs))
+            self.stats["build_s"] = round(time.perf_counter() - started, 1)
+            unique = {k.key: k for kernels in per_network for k in kernels}
+            started = time.perf_counter()
+            timed = self.time_kernels(conn, list(unique.values()))
+            self.stats["time_kernels_s"] = round(time.perf_counter() - started, 1)
+        self.stats.update(networks=len(configs), kernels=sum(len(k) for k in per_network),
+                          kernel_calls=sum(k.weight for kernels in per_network for k in kernels),
+                          kernels_timed=len(unique), kernels_untuned=sum(not k.tuned for k in unique.values()))
+        return [sum(k.weight * timed[k.key] for k in kernels) for kernels in per_network]
+
+    def _board(self, conn) -> tuple[Any, str, int]:
+        """The board's facts, its key (of its measurement caches and databases) and the threads timed with; an
+        emulated board or one that does not fit the target is refused."""
+        facts = probe(conn, cache_dir=self.device.cache_dir, emulated=self.device.emulated)
+        if facts.emulated:
+            raise ConfigError(f"device {self.device.name} runs under emulation: its timings are not latency; "
+                              "profile a real board")
+        check_fits(facts, device=self.device.name, target=self.profile.name, arch=self.profile.arch,
+                   glibc_floor=self.profile.glibc_floor)
+        board = board_key(facts.arch, facts.cpu_model, facts.emulated, facts.cpu_count)
+        return facts, board, self.profile.threads.default
 
     @staticmethod
     def _shape(plan: FamilyPlan, a_in: int, a_out: int) -> OpShape:
@@ -459,14 +508,7 @@ class _Profiler:
         calibration = [random_widths(graph, opts.grid, rng) for _ in range(opts.calibration)]
         started = time.perf_counter()
         with connect(self.device) as conn:
-            facts = probe(conn, cache_dir=self.device.cache_dir, emulated=self.device.emulated)
-            if facts.emulated:
-                raise ConfigError(f"device {self.device.name} runs under emulation: its timings are not latency; "
-                                  "profile a real board")
-            check_fits(facts, device=self.device.name, target=self.profile.name, arch=self.profile.arch,
-                       glibc_floor=self.profile.glibc_floor)
-            board = board_key(facts.arch, facts.cpu_model, facts.emulated, facts.cpu_count)
-            threads = self.profile.threads.default
+            facts, board, threads = self._board(conn)
             tuning = _Tuning(self, conn, board) if opts.mode == "tuned" else None
             tables = self._tables(conn, plans, board, threads, tuning)
             p50s = self._networks(conn, graph, calibration + heldout, tuning)
@@ -623,6 +665,26 @@ def profile_network(model: nn.Module, input_shape: tuple[int, ...], device: Devi
     profiler = _Profiler(model, input_shape, device, profile, network, options or ProfileOptions(), on_progress)
     try:
         return profiler.run()
+    finally:
+        if profiler.bars is not None:
+            profiler.bars.close()
+
+
+def kernel_sums(model: nn.Module, input_shape: tuple[int, ...], device: Device, profile: TargetProfile,
+                network: NetworkKey, configs: list[dict[int, int]], options: ProfileOptions | None = None,
+                on_progress: Progress | None = None) -> tuple[list[float], dict[str, float]]:
+    """Per width configuration, Σ (weight × time) of the pruned network's *own* fused kernels — the tasks its
+    compile extracts, residual adds and activations as the network has them; tuned mode: the board's database's
+    best schedule for each, as the compile applied it (a task without a record is built untuned and counted) —
+    timed on ``device`` by ``edgekd-timer`` as lattice kernels are; and the measurement's stats.
+
+    What a latency model would predict if its tables were exact for every kernel: against the networks' measured
+    p50 it splits a model's error into the tables' (op-level surfaces through scattered tuned kernels) and the
+    rest (caches, the runtime between kernels). A diagnostic (``scripts/rescore_latency_profile.py --kernels``):
+    a network's tuned kernels are not known before it is compiled."""
+    profiler = _Profiler(model, input_shape, device, profile, network, options or ProfileOptions(), on_progress)
+    try:
+        return profiler.kernel_sums(configs), profiler.stats
     finally:
         if profiler.bars is not None:
             profiler.bars.close()

@@ -7,7 +7,7 @@ import json
 
 import pytest
 from support import TINY_LATENCY_GRID as GRID
-from support import TINY_OVERRIDES
+from support import TINY_OVERRIDES, tiny_profile_options
 
 from edgekd import api
 from edgekd.cli import main
@@ -164,3 +164,23 @@ def test_a_network_latency_budget_is_shared_out_among_the_recipe_blocks(tiny_lat
     print(f"network budget {network_ms} ms (floor {floor:.4f}, dense {tiny_latency.dense_ms:.4f}), predicted "
           f"{predicted:.4f} ms")
     assert floor <= predicted <= network_ms * 1.05
+
+
+@pytest.mark.slow
+def test_a_network_is_summed_from_its_own_fused_kernels_timed_on_the_board():
+    from edgekd.latency.design import dense_widths
+    from edgekd.latency.profile import kernel_sums
+    from edgekd.pipeline.latency import latency_device, recipe_network
+    from edgekd.structure.groups import trace_groups
+
+    recipe = api.load_recipe("quickstart", overrides=[*TINY_OVERRIDES, *GRID])
+    network, input_shape, key = recipe_network(recipe)
+    graph = trace_groups(network, input_shape)
+    dense = dense_widths(graph)
+    narrow = {g.id: min(8, g.size) for g in graph.groups if g.prunable}
+    entry, profile = latency_device("local")
+    sums, stats = kernel_sums(network, input_shape, entry, profile, key, [dense, narrow], tiny_profile_options())
+    # untuned mode: every kernel as legalized; one timing per distinct kernel of the two networks
+    assert stats["networks"] == 2 and stats["kernels_timed"] == stats["kernels_untuned"] > 0
+    assert stats["kernel_calls"] >= 2 * len(graph.ops) and stats["kernels_timed"] <= stats["kernels"]
+    assert all(ms > 0 for ms in sums) and sums[0] != sums[1]  # the narrow network's own kernels, not the dense one's
