@@ -112,7 +112,7 @@ from edgekd.models.io import ModelArch, for_inference, load_model, save_model  #
 from edgekd.paths import cache_dir  # noqa: E402
 from edgekd.pipeline.compress import finetune  # noqa: E402
 from edgekd.pipeline.latency import ensure_latency_model, floor_widths, latency_device  # noqa: E402
-from edgekd.pipeline.measure import bench_tagged, compile_for_board, summarize  # noqa: E402
+from edgekd.pipeline.measure import bench_tagged, compile_for_board, paired_share, summarize  # noqa: E402
 from edgekd.pipeline.train import model_arch, objective_for  # noqa: E402
 from edgekd.pipeline.tune import TUNE_FILE, TuneResult  # noqa: E402
 from edgekd.results.markdown import write_section  # noqa: E402
@@ -547,7 +547,7 @@ def size_baseline(ctx: Bench, method: str, target: str, build: Callable[[int], n
     def in_reference_ms(probe: dict[str, Any]) -> float:
         """The probe's p50 as a share of the dense p50 *of its own bench*, in the reference bench's milliseconds:
         the board drifts between benches (±3-9% measured), and a share of the same bench does not."""
-        return probe["p50_ms"] / probe["dense_p50_ms"] * ctx.reference["dense_p50_ms"]
+        return same_bench_share(probe) * ctx.reference["dense_p50_ms"]
 
     def measure(k: int) -> tuple[float, tuple]:
         model = build(k)
@@ -562,12 +562,14 @@ def size_baseline(ctx: Bench, method: str, target: str, build: Callable[[int], n
         dense_m, probe_m = bench_runtimes(ctx, [dense_artifact, artifact], row_tags, onnxruntime=False)
         probe = {"k": k, "widths": list(shape), "p50_ms": p50(probe_m),
                  "p50s": [r.timing_ms["p50"] for r in probe_m["tvm"]], "dense_p50_ms": p50(dense_m),
+                 "dense_p50s": [r.timing_ms["p50"] for r in dense_m["tvm"]],
                  "predicted_ms": predicted_ms(ctx, model), "artifact": str(artifact)}
         state["probes"].append(probe)
         atomic_write_json(path, state)
-        share = probe["p50_ms"] / probe["dense_p50_ms"]
+        share = same_bench_share(probe)
         ctx.say(f"{method} sizing for {target}: k = {k} measured {probe['p50_ms']:.4g} ms = {share:.3f} × the dense "
-                f"{probe['dense_p50_ms']:.4g} ms of the same bench (target {goal / ctx.reference['dense_p50_ms']:.3f})")
+                f"({probe['dense_p50_ms']:.4g} ms) of the same bench, paired by round (target "
+                f"{goal / ctx.reference['dense_p50_ms']:.3f})")
         return in_reference_ms(probe), shape
 
     anchor = (high, ctx.reference["dense_p50_ms"])
@@ -608,7 +610,8 @@ def run_cell(ctx: Bench, method: str, target: str, seed: int) -> dict[str, Any]:
     return {"method": method, "target": target, "target_ms": goal_ms, "target_share": share, "seed": seed,
             **model_summary(ctx, built.model), "p50_ms": measured,
             "p50s": [r.timing_ms["p50"] for r in candidate_m["tvm"]], "met": measured <= goal_ms,
-            "dense_p50_ms": p50(dense_m), "onnxruntime_p50_ms": p50(candidate_m, "onnxruntime"),
+            "dense_p50_ms": p50(dense_m), "dense_p50s": [r.timing_ms["p50"] for r in dense_m["tvm"]],
+            "onnxruntime_p50_ms": p50(candidate_m, "onnxruntime"),
             "dense_onnxruntime_p50_ms": p50(dense_m, "onnxruntime"), "rounds": built.rounds,
             "optimizer_steps": built.optimizer_steps, "model": str(built.model), "artifact": str(artifact),
             "tune_trials": ctx.args.tune_trials, "seconds": time.perf_counter() - started, "detail": built.detail}
@@ -627,9 +630,18 @@ def one(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def same_bench_share(measured: dict[str, Any]) -> float:
+    """A cell's or a probe's p50 as a share of the dense p50 of its own bench, paired by bench round as ``edgekd
+    tune`` judges (:func:`~edgekd.pipeline.measure.paired_share`); cells from before stop 32 kept only the dense
+    median: the medians' ratio."""
+    if measured.get("dense_p50s"):
+        return paired_share(measured["p50s"], measured["dense_p50s"])
+    return measured["p50_ms"] / measured["dense_p50_ms"]
+
+
 def speedup_per_flop_reduction(cell: dict[str, Any], dense_flops: float) -> float:
     """(dense p50 ÷ p50, the same bench) ÷ (dense FLOPs ÷ FLOPs): 1 when latency falls exactly as FLOPs do."""
-    return (cell["dense_p50_ms"] / cell["p50_ms"]) / (dense_flops / cell["flops"])
+    return (1 / same_bench_share(cell)) / (dense_flops / cell["flops"])
 
 
 def sizing(cells: list[dict[str, Any]]) -> str:
@@ -660,13 +672,13 @@ def table_rows(cells: list[dict[str, Any]], reference: dict[str, Any], teacher: 
             if not found:
                 continue
             met = sum(bool(c["met"]) for c in found)
-            met_in_bench = sum(c["p50_ms"] / c["dense_p50_ms"] <= c["target_share"] for c in found)
+            met_in_bench = sum(same_bench_share(c) <= c["target_share"] for c in found)
             rounds = fmt([c["rounds"] for c in found], 1, 1) if method == "edgekd_tune" else "-"
             rows.append(
                 f"| {method} | {target} ({goals[target]:.3f} ms) | {len(found)} | "
                 f"{fmt([c['test_acc'] for c in found], 100)} | {fmt([c['p50_ms'] for c in found], 1, 3)} | "
                 f"{fmt([c['p50_ms'] / c['target_ms'] for c in found])} | "
-                f"{fmt([c['p50_ms'] / c['dense_p50_ms'] for c in found], 1, 3)} | "
+                f"{fmt([same_bench_share(c) for c in found], 1, 3)} | "
                 f"{fmt([c['onnxruntime_p50_ms'] for c in found], 1, 3)} | {fmt([c['flops'] for c in found], 1e-6)} | "
                 f"{fmt([c['params'] for c in found], 1e-3, 1)} | {fmt([c['optimizer_steps'] for c in found], 1, 0)} | "
                 f"{rounds} | {sizing(found)} | {fmt([speedup_per_flop_reduction(c, dense['flops']) for c in found])} | "

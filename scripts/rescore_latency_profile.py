@@ -135,7 +135,8 @@ def kernel_pairs(path: Path, device: str) -> tuple[list[Pair], list[Pair]]:
     configs = [{int(k): v for k, v in r["widths"].items()} for r in rows]
     sums, stats = kernel_sums(network, model.network.input_shape, entry, profile, model.network, configs, options)
     print(f"{path}: own kernels of {len(configs)} networks on {device}: " + ", ".join(
-        f"{k} {stats[k]}" for k in ("kernels", "kernels_timed", "kernels_untuned", "build_s", "time_kernels_s")),
+        f"{k} {stats[k]}" for k in ("kernels", "kernels_timed", "kernels_untuned", "build_s", "time_kernels_s",
+                                    "passes", "pass_spread_pct")),
         file=sys.stderr)
     pairs = [(x, float(r["measured_ms"])) for x, r in zip(sums, rows, strict=True)]
     calibrating = sum("widths" in r for r in model.calibration.rows)
@@ -187,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         as_run = shares(_median(cal), held) if cal else None
         report.append({"file": str(path), "levels": args.levels, "kernels": args.kernels,
                        "networks": len(cal) + len(held), "calibration_kept": len(cal), "as_run_median": as_run,
-                       "rows": rescore(cal + held, args.sizes, args.draws, args.seed)})
+                       "rows": rescore(cal + held, args.sizes, args.draws, args.seed),
+                       "pairs": [[round(x, 4), round(y, 4)] for x, y in cal + held]})
     if args.json:
         print(json.dumps(report, indent=1))
         return 0

@@ -111,6 +111,10 @@ class ProfileOptions:
         runs, min_seconds: ``edgekd-runner``'s timed runs per whole-network measurement.
         jobs: whole networks compiled at once (worker processes; tuned mode compiles one at a time).
         timer: the kernel timer's statistics.
+        passes: every kernel is timed in this many passes, each in its own random order, and its median kept: this
+            host flips between states up to 2x apart for minutes, and one pass in lattice order hands a slow spell
+            to whole families (measured: networks' own kernels summed over 1 pass predicted 58% of 20 within ±10%,
+            over 3 passes 100%; the passes' sums spread 11%).
         tune_trials: tuned mode: MetaSchedule trials per task, for every lattice kernel and every new task of the
             whole networks (tasks the target's ledger already gives as many are reused, so an interrupted profile
             resumes its tuning).
@@ -132,6 +136,7 @@ class ProfileOptions:
     timer: EvaluatorSettings = field(default_factory=lambda: EvaluatorSettings(number=1, repeat=5,
                                                                               min_repeat_ms=20.0))
     tune_trials: int = 8
+    passes: int = 3
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -268,7 +273,7 @@ class _PointMeasurer:
             self.stats["kernels_timed"] += len(unique)
             self.stats["kernels_untuned"] += sum(1 for k in unique.values() if not k.tuned)
             started = time.perf_counter()
-            timed = self.profiler.time_kernels(self.conn, list(unique.values()))
+            timed = self.profiler.time_kernels(self.conn, list(unique.values()), self.profiler.options.passes)
             self.stats["time_kernels_s"] = round(self.stats["time_kernels_s"] + time.perf_counter() - started, 1)
         for point, kernels in built.items():
             self.values[point] = sum(k.weight * timed[k.key] for k in kernels)
@@ -365,7 +370,7 @@ class _Profiler:
         target, compiler = self.target
         timer = self.options.timer
         cache = _PointCache(board, {"target": str(target), "threads": threads,
-                                    "timer": [timer.number, timer.repeat, timer.min_repeat_ms],
+                                    "timer": [timer.number, timer.repeat, timer.min_repeat_ms, self.options.passes],
                                     "runtime": runtime_versions()})
         return _PointMeasurer(self, conn, cache, target, compiler, tuning)
 
@@ -385,13 +390,13 @@ class _Profiler:
                 per_network.append(build_tasks(tasks, target, compiler, Path(scratch), database, f"network {index}"))
                 self.say("build kernels", index + 1, len(configs))
             self.stats["build_s"] = round(time.perf_counter() - started, 1)
-            unique = {k.key: k for kernels in per_network for k in kernels}
+            unique = list({k.key: k for kernels in per_network for k in kernels}.values())
             started = time.perf_counter()
-            timed = self.time_kernels(conn, list(unique.values()))
+            timed = self.time_kernels(conn, unique, self.options.passes)
             self.stats["time_kernels_s"] = round(time.perf_counter() - started, 1)
         self.stats.update(networks=len(configs), kernels=sum(len(k) for k in per_network),
                           kernel_calls=sum(k.weight for kernels in per_network for k in kernels),
-                          kernels_timed=len(unique), kernels_untuned=sum(not k.tuned for k in unique.values()))
+                          kernels_timed=len(unique), kernels_untuned=sum(not k.tuned for k in unique))
         return [sum(k.weight * timed[k.key] for k in kernels) for kernels in per_network]
 
     def _board(self, conn) -> tuple[Any, str, int]:
@@ -410,7 +415,21 @@ class _Profiler:
     def _shape(plan: FamilyPlan, a_in: int, a_out: int) -> OpShape:
         return plan.shape.at(a_in if not plan.depthwise else a_out, a_out)
 
-    def time_kernels(self, conn, kernels: list[Kernel]) -> dict[str, float]:
+    def time_kernels(self, conn, kernels: list[Kernel], passes: int = 1) -> dict[str, float]:
+        """Kernel key → ms: the median of ``passes`` passes over ``kernels``, each in its own random order
+        (:class:`ProfileOptions`); ``stats["pass_spread_pct"]``: the kernels' median (max − min) ÷ median."""
+        runs = []
+        for index in range(passes):
+            order = list(kernels)
+            random.Random(index).shuffle(order)
+            runs.append(self._time_pass(conn, order))
+        timed = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+        if passes > 1:
+            spread = statistics.median((max(r[k] for r in runs) - min(r[k] for r in runs)) / timed[k] for k in timed)
+            self.stats["pass_spread_pct"] = round(100 * spread, 2)
+        return timed
+
+    def _time_pass(self, conn, kernels: list[Kernel]) -> dict[str, float]:
         measurer = BoardMeasurer(conn, self.device, self.profile, self.options.timer)
         timed: dict[str, float] = {}
         batch = 64
@@ -528,7 +547,8 @@ class _Profiler:
             affinity=list(self.profile.threads.affinity or []), runtime=runtime_versions(), mode=opts.mode,
             tuning_digest=tuning_digest(tuning.directory, sorted(tuning.lattice)) if tuning else None,
             records=str(tuning.directory) if tuning else None, tuned_tasks=sorted(tuning.lattice) if tuning else [],
-            timer={"number": opts.timer.number, "repeat": opts.timer.repeat, "min_repeat_ms": opts.timer.min_repeat_ms},
+            timer={"number": opts.timer.number, "repeat": opts.timer.repeat, "min_repeat_ms": opts.timer.min_repeat_ms,
+                   "passes": opts.passes},
             created=utc_now(), edgekd=importlib.metadata.version("edgekd"))
         return LatencyModel(network=self.network, grid=opts.grid, ops=ops, tables=tables, calibration=cal,
                             provenance=provenance, validation=validation, stats=self.stats,
@@ -676,7 +696,8 @@ def kernel_sums(model: nn.Module, input_shape: tuple[int, ...], device: Device, 
     """Per width configuration, Σ (weight × time) of the pruned network's *own* fused kernels — the tasks its
     compile extracts, residual adds and activations as the network has them; tuned mode: the board's database's
     best schedule for each, as the compile applied it (a task without a record is built untuned and counted) —
-    timed on ``device`` by ``edgekd-timer`` as lattice kernels are; and the measurement's stats.
+    timed on ``device`` by ``edgekd-timer`` as lattice kernels are (``options.passes`` passes); and the
+    measurement's stats.
 
     What a latency model would predict if its tables were exact for every kernel: against the networks' measured
     p50 it splits a model's error into the tables' (op-level surfaces through scattered tuned kernels) and the

@@ -104,3 +104,8 @@ def test_the_table_judges_each_cell_in_milliseconds_and_against_the_dense_networ
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[6] == "0.573 ± 0.000"  # 0.63 ms ÷ the 1.1 ms dense of the same bench
     assert cells[-2:] == ["0/1", "1/1"]  # over 0.6 ms, but the board ran slower that hour: within 0.6 × dense
+    # a cell with its rounds kept is paired round by round, as edgekd tune judges: a slow spell on both sides
+    paired = {**cell, "p50s": [0.30, 0.62, 0.63], "dense_p50s": [0.50, 1.10, 1.00]}  # medians 0.62 ÷ 1.00 = 0.62
+    [row] = [r for r in bench_tune.table_rows([paired], reference, None) if r.startswith("| torch_pruning")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[6] == "0.600 ± 0.000" and cells[-1] == "1/1"  # rounds 0.60, 0.564, 0.63: median 0.60
