@@ -136,8 +136,7 @@ def kernel_pairs(path: Path, device: str) -> tuple[list[Pair], list[Pair]]:
     sums, stats = kernel_sums(network, model.network.input_shape, entry, profile, model.network, configs, options)
     print(f"{path}: own kernels of {len(configs)} networks on {device}: " + ", ".join(
         f"{k} {stats[k]}" for k in ("kernels", "kernels_timed", "kernels_untuned", "build_s", "time_kernels_s",
-                                    "passes", "pass_spread_pct")),
-        file=sys.stderr)
+                                    "pass_spread_pct") if k in stats) + f" ({options.passes} passes)", file=sys.stderr)
     pairs = [(x, float(r["measured_ms"])) for x, r in zip(sums, rows, strict=True)]
     calibrating = sum("widths" in r for r in model.calibration.rows)
     return pairs[:calibrating], pairs[calibrating:]
