@@ -5,12 +5,13 @@ Input: a network (its widest member), its input shape, a configured device and i
 
 How (the numbers behind the choice are in ``docs/benchmarks.md``):
 
-1. **Kernels over a width lattice.** Each op family's lattice (:func:`edgekd.latency.design.lattices`) is built
-   as TVM's fused kernels for the target (:func:`edgekd.latency.kernels.build_kernels`: the same TIR a compile of
-   the network produces, cross-compiled with the target's toolchain) and timed on the board by ``edgekd-timer``
-   in batches (:class:`~edgekd.device.tuning_runner.BoardMeasurer`, MetaSchedule's statistics), under the
-   board's run lock. A kernel already timed on this board (same TIR, runtime, threads and timer settings) is
-   read from the measurement cache, so a second profile of a related family costs only what is new.
+1. **Kernels over a width lattice.** Each op family's lattice (:func:`edgekd.latency.design.lattices`) is built as
+   TVM's fused kernels for the target (:func:`edgekd.latency.kernels.build_kernels`: the same TIR a compile of the
+   network produces, cross-compiled with the target's toolchain) and timed on the board by ``edgekd-timer`` in
+   batches, in ``passes`` passes of their own random order (each kernel's median)
+   (:class:`~edgekd.device.tuning_runner.BoardMeasurer`, MetaSchedule's statistics), under the board's run lock. A
+   kernel already timed on this board (same TIR, runtime, threads and timer settings) is read from the measurement
+   cache, so a second profile of a related family costs only what is new.
 2. **Whole networks.** Width configurations on the grid are pruned from the network (the real surgery),
    compiled like an artifact and run by ``edgekd-runner`` (:func:`edgekd.device.bench.bench`), in interleaved
    rounds (every configuration once per round); the measured latency of a configuration is the median of its
@@ -88,8 +89,8 @@ Progress = Callable[[str, int, int], None]
 # Lattice levels per axis, measured on CIFAR MobileNetV2 (docs/benchmarks.md, "Latency model"). Untuned: 8 levels,
 # no refinement, 100% of 40 held out within ±10% in 8 min (its kernels are staircases that interpolation follows).
 # Tuned: kernels scatter around a bilinear trend, and a surface through fewer, farther-apart points predicts as
-# well or better — on the same 26 networks 5 levels held out 65% within ±10% (8 levels: 55%; pooled over 300
-# splits 0.49 vs 0.40), at ~60% of the lattice's tuning.
+# well or better — on the same 26 networks 5 levels held out 65% within ±10%, and 50% re-timed in 3 passes (8
+# levels: 55%; pooled over 300 splits 0.49 and 0.47 vs 0.40), at ~60% of the lattice's tuning.
 LEVELS = {"untuned": 8, "tuned": 5}
 
 
