@@ -55,11 +55,13 @@ def test_latency_profile_help_states_the_profiler_defaults():
     import re
 
     from edgekd.cli import latency_cmd
-    from edgekd.latency.profile import ProfileOptions
+    from edgekd.latency.profile import LEVELS, ProfileOptions
 
     params = inspect.signature(latency_cmd.profile).parameters
-    for name in ("levels", "refine", "tune_trials"):
+    for name in ("refine", "tune_trials"):
         stated = re.search(r"\[default: (\d+)\]", params[name].default.help)
         assert stated and int(stated.group(1)) == getattr(ProfileOptions, name), name
+    stated = re.search(r"\[default: (\d+) untuned, (\d+) tuned\]", " ".join(params["levels"].default.help.split()))
+    assert stated and {"untuned": int(stated.group(1)), "tuned": int(stated.group(2))} == LEVELS
     for name in ("calibration", "heldout", "rounds"):
         assert params[name].default.default == getattr(ProfileOptions, name), name
