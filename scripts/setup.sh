@@ -31,11 +31,8 @@ want=$(sha256sum requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing Python packages from requirements.lock (torch is ~5 GB the first time)" >&2
   log=.venv/setup.log
-  # up to three pip runs: a download cut at the same byte through all of pip's resumes failed a fresh clone's
-  # set-up once (stop 32: nvidia-nccl, 351 MB, from the registry); a new run starts that download afresh
-  locked() { .venv/bin/python -m pip install --resume-retries 10 -r requirements.lock; }
   { .venv/bin/python -m pip install --upgrade pip &&
-    { locked || locked || locked; } &&
+    .venv/bin/python -m pip install -r requirements.lock &&
     .venv/bin/python -m pip install --no-deps -e . ; } >"$log" 2>&1 \
     || { tail -n 40 "$log" >&2; echo "setup: pip failed; full log in $log" >&2; exit 1; }
   echo "$want" > "$stamp"
