@@ -145,13 +145,8 @@ def kernel_key(prim_module: Any, target: Any) -> str:
 def op_tasks(shape: OpShape, target: Any, tuned: bool) -> list[Any]:
     """MetaSchedule's extracted tasks of ``shape``'s op as a compile prepares them (``tuned``: with the weight
     layout rewrite a tuned compile lets MetaSchedule pick)."""
-    from tvm.s_tir import meta_schedule as ms
-
-    from edgekd.compile.build import import_model, prepare_module
-
     module, input_shape = op_module(shape)
-    mod = prepare_module(import_model(module, torch.zeros(input_shape)), target, weight_prepack=tuned)
-    return list(ms.relax_integration.extract_tasks(mod, target))
+    return network_tasks(module, input_shape, target, tuned)
 
 
 def network_tasks(model: nn.Module, input_shape: tuple[int, ...], target: Any, tuned: bool) -> list[Any]:
