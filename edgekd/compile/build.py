@@ -57,7 +57,7 @@ def make_target(target: dict[str, Any]) -> Any:
         raise CompileError(f"TVM rejected target {target}: {_error_line(err)}") from None
 
 
-def fold_batch_norms(model: nn.Module, example: torch.Tensor) -> nn.Module:
+def fold_batch_norms(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...]) -> nn.Module:
     """A copy of the eval-mode ``model`` with every BatchNorm folded into the convolution or linear layer that
     alone feeds it (``torch.fx.experimental.optimization.fuse``), as deployment runtimes do. Why: each decomposed
     BatchNorm leaves constant expressions that TVM's FoldConstant builds a kernel for, one by one (half the
@@ -67,6 +67,7 @@ def fold_batch_norms(model: nn.Module, example: torch.Tensor) -> nn.Module:
     from torch.fx.experimental.optimization import fuse
     from torch.utils._pytree import tree_leaves
 
+    examples = example if isinstance(example, tuple) else (example,)
     model = model.eval()
     if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         return model
@@ -75,7 +76,7 @@ def fold_batch_norms(model: nn.Module, example: torch.Tensor) -> nn.Module:
             warnings.simplefilter("ignore")
             folded = fuse(model)
         with torch.no_grad():
-            pairs = list(zip(tree_leaves(model(example)), tree_leaves(folded(example)), strict=True))
+            pairs = list(zip(tree_leaves(model(*examples)), tree_leaves(folded(*examples)), strict=True))
     except Exception:  # torch.fx raises many types (TraceError, NotImplementedError, ...) for untraceable code
         return model
     for ours, theirs in pairs:
@@ -87,9 +88,11 @@ def fold_batch_norms(model: nn.Module, example: torch.Tensor) -> nn.Module:
     return folded
 
 
-def import_model(model: nn.Module | torch.export.ExportedProgram, example: torch.Tensor, fold: bool = True) -> Any:
-    """torch.export the model, its BatchNorms folded (:func:`fold_batch_norms`; a program from a ``.pt2`` is
-    used as it is), and translate it to a Relax IRModule (weights bound as constants).
+def import_model(model: nn.Module | torch.export.ExportedProgram, example: torch.Tensor | tuple[torch.Tensor, ...],
+                 fold: bool = True) -> Any:
+    """torch.export the model (``example``: its input, or a tuple of inputs), its BatchNorms folded
+    (:func:`fold_batch_norms`; a program from a ``.pt2`` is used as it is), and translate it to a Relax IRModule
+    (weights bound as constants).
 
     Raises:
         CompileError: torch.export failed, or TVM's frontend lacks an operator (named in the message).
@@ -100,7 +103,8 @@ def import_model(model: nn.Module | torch.export.ExportedProgram, example: torch
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = model if isinstance(model, torch.export.ExportedProgram) else torch.export.export(
-                fold_batch_norms(model, example) if fold else model.eval(), (example,))
+                fold_batch_norms(model, example) if fold else model.eval(),
+                example if isinstance(example, tuple) else (example,))
     except Exception as err:  # torch.export raises many types
         raise CompileError(f"torch.export could not trace the model: {_error_line(err)}") from None
     try:

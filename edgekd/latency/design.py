@@ -6,13 +6,19 @@ or the recipe's ``round_to``). Output:
 * per family, the lattice of input and output widths to measure (:func:`lattices`): every member op's full
   widths, the smallest reachable width and evenly spaced grid widths between — on the grid, so the workloads
   measured are workloads a pruned network on that grid really has;
+* or, on a grid coarse per group (:func:`coarse_multiples`: each group a multiple of the channel grid that leaves
+  it a few widths), the lattice of every width each member op can take (:func:`exact_lattices`): every kernel of
+  every network on that grid is then a lattice point — measured, and in tuned mode tuned, once;
 * width configurations of the whole network (:func:`random_widths`): one width per prunable group, on the grid
-  (multiples of the grid up to the group's size, and the size itself), and their alive masks
-  (:func:`masks_for`), from which :func:`op_widths` gives each op's input and output channel counts.
+  (multiples of the grid — or of the group's own multiple — up to the group's size, and the size itself), and
+  their alive masks (:func:`masks_for`), from which :func:`op_widths` gives each op's input and output channel
+  counts.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import random
 from dataclasses import dataclass, field
 
@@ -22,8 +28,8 @@ from edgekd.latency.kernels import OpShape, op_shape
 from edgekd.structure.costs import op_terms
 from edgekd.structure.groups import ChannelGraph, OpInfo
 
-__all__ = ["FamilyPlan", "grid_widths", "lattices", "random_widths", "dense_widths", "masks_for", "op_widths",
-           "op_shapes"]
+__all__ = ["FamilyPlan", "grid_widths", "lattices", "coarse_multiples", "exact_lattices", "random_widths",
+           "dense_widths", "masks_for", "op_widths", "op_shapes"]
 
 
 @dataclass
@@ -38,7 +44,8 @@ class FamilyPlan:
 
     @property
     def depthwise(self) -> bool:
-        return self.shape.kind == "dwconv"
+        """One axis: the input width is the output width (a depthwise conv; :attr:`OpShape.diagonal`)."""
+        return self.shape.diagonal
 
     def points(self) -> list[tuple[int, int]]:
         """Every (a_in, a_out) of the lattice (a depthwise family: (0, a) — its input is its output)."""
@@ -77,13 +84,15 @@ def _levels(low: int, members_high: list[int], grid: int, count: int) -> list[in
     return sorted(v for v in spread if low <= v <= high)
 
 
-def lattices(graph: ChannelGraph, grid: int, levels: int = 6) -> list[FamilyPlan]:
-    """The families of ``graph``'s ops and the lattice of each (``levels`` grid widths per varying axis at least)."""
+def lattices(graph: ChannelGraph, grid: int, levels: int = 6, fused: dict[str, tuple[str, ...]] | None = None
+             ) -> list[FamilyPlan]:
+    """The families of ``graph``'s ops and the lattice of each (``levels`` grid widths per varying axis at least);
+    ``fused``: each op's epilogue (:func:`edgekd.latency.fusion.epilogues`)."""
     plans: dict[str, FamilyPlan] = {}
     lows: dict[str, list[int]] = {}
     highs: dict[str, tuple[list[int], list[int]]] = {}
     for op in graph.ops:
-        shape = op_shape(op)
+        shape = op_shape(op, epilogue=(fused or {}).get(op.name))
         plan = plans.setdefault(shape.family, FamilyPlan(shape.family, shape))
         plan.ops.append(op.name)
         in_low, in_high = _side_range(op, op.in_segments, op.in_channels, graph, grid)
@@ -100,13 +109,55 @@ def lattices(graph: ChannelGraph, grid: int, levels: int = 6) -> list[FamilyPlan
     return list(plans.values())
 
 
+def coarse_multiples(graph: ChannelGraph, grid: int, levels: int) -> dict[int, int]:
+    """Per prunable group, the smallest multiple of ``grid`` that leaves it at most ``levels`` widths (CIFAR
+    MobileNetV2, grid 8, 5 levels: a 96-channel group takes 24, 48, 72, 96; a 576-channel one 120 … 480, 576)."""
+    return {g.id: grid * max(1, math.ceil(g.size / (grid * levels))) for g in graph.groups if g.prunable}
+
+
+def _side_widths(op: OpInfo, segments, total: int, graph: ChannelGraph, multiples: dict[int, int]) -> list[int]:
+    """Every channel count one side of ``op`` takes over its groups' coarse widths (the first ``w`` channels of a
+    group alive, as :func:`masks_for` keeps them)."""
+    if op.kind == "dwconv" and segments:
+        segments = segments[:1]
+        total = segments[0].module_idx.numel()
+    fixed = total - sum(s.module_idx.numel() for s in segments)
+    groups = sorted({s.group for s in segments if graph.groups[s.group].prunable})
+    choices = [grid_widths(graph.groups[g].size, multiples[g]) for g in groups]
+    widths = set()
+    for combo in itertools.product(*choices):
+        width = dict(zip(groups, combo, strict=True))
+        widths.add(fixed + sum(int((s.group_idx < width[s.group]).sum()) if s.group in width
+                               else s.module_idx.numel() for s in segments))
+    return sorted(widths)
+
+
+def exact_lattices(graph: ChannelGraph, multiples: dict[int, int], fused: dict[str, tuple[str, ...]] | None = None
+                   ) -> list[FamilyPlan]:
+    """The families of ``graph``'s ops with, per axis, every width a member op takes when each group sits on its
+    coarse grid (``multiples``, :func:`coarse_multiples`): any network on that grid is made of lattice points."""
+    plans: dict[str, FamilyPlan] = {}
+    for op in graph.ops:
+        shape = op_shape(op, epilogue=(fused or {}).get(op.name))
+        plan = plans.setdefault(shape.family, FamilyPlan(shape.family, shape))
+        plan.ops.append(op.name)
+        plan.a_out = sorted({*plan.a_out, *_side_widths(op, op.out_segments, op.out_channels, graph, multiples)})
+        if plan.depthwise:
+            plan.a_in = [0]
+        else:
+            plan.a_in = sorted({*plan.a_in, *_side_widths(op, op.in_segments, op.in_channels, graph, multiples)})
+    return list(plans.values())
+
+
 def dense_widths(graph: ChannelGraph) -> dict[int, int]:
     return {g.id: g.size for g in graph.groups if g.prunable}
 
 
-def random_widths(graph: ChannelGraph, grid: int, rng: random.Random) -> dict[int, int]:
-    """One width per prunable group, uniform over the group's grid widths."""
-    return {g.id: rng.choice(grid_widths(g.size, grid)) for g in graph.groups if g.prunable}
+def random_widths(graph: ChannelGraph, grid: int, rng: random.Random, multiples: dict[int, int] | None = None
+                  ) -> dict[int, int]:
+    """One width per prunable group, uniform over the group's grid widths (``multiples``: each group's own grid)."""
+    return {g.id: rng.choice(grid_widths(g.size, (multiples or {}).get(g.id, grid)))
+            for g in graph.groups if g.prunable}
 
 
 def masks_for(graph: ChannelGraph, widths: dict[int, int]) -> list[torch.Tensor]:
@@ -124,6 +175,7 @@ def op_widths(graph: ChannelGraph, masks: list[torch.Tensor]) -> dict[str, tuple
     return {op.name: (int(t.a_in), int(t.a_out)) for op, t in zip(graph.ops, op_terms(graph, masks), strict=True)}
 
 
-def op_shapes(graph: ChannelGraph, masks: list[torch.Tensor]) -> dict[str, OpShape]:
+def op_shapes(graph: ChannelGraph, masks: list[torch.Tensor], fused: dict[str, tuple[str, ...]] | None = None
+              ) -> dict[str, OpShape]:
     widths = op_widths(graph, masks)
-    return {op.name: op_shape(op, *widths[op.name]) for op in graph.ops}
+    return {op.name: op_shape(op, *widths[op.name], epilogue=(fused or {}).get(op.name)) for op in graph.ops}

@@ -31,7 +31,8 @@ __all__ = ["OpShape", "Kernel", "op_shape", "family_key", "op_module", "op_tasks
 @dataclass(frozen=True)
 class OpShape:
     """One op's geometry at one width: what decides its fused kernels. ``groups`` is the conv's group count for a
-    grouped conv (its channels per group change with the width) and 0 for a depthwise conv (groups = channels)."""
+    grouped conv (its channels per group change with the width) and 0 for a depthwise conv (groups = channels).
+    ``epilogue``: the elementwise ops fused after it (:mod:`edgekd.latency.fusion`; BatchNorm is folded)."""
 
     kind: str  # "conv", "dwconv", "gconv", "linear"
     kernel: tuple[int, int]
@@ -42,28 +43,39 @@ class OpShape:
     in_hw: tuple[int, int]
     a_in: int
     a_out: int
+    epilogue: tuple[str, ...] = ("relu6",)
 
     @property
     def family(self) -> str:
         return family_key(self)
 
+    @property
+    def diagonal(self) -> bool:
+        """Its input width is its output width: a depthwise conv, or an op whose residual is its own input."""
+        return self.kind == "dwconv" or any(name.endswith("_input") for name in self.epilogue)
+
     def at(self, a_in: int, a_out: int) -> OpShape:
-        """The same op at other widths (a depthwise conv's input is its output)."""
-        if self.kind == "dwconv":
+        """The same op at other widths (a :attr:`diagonal` op's input is its output)."""
+        if self.diagonal:
             a_in = a_out
         return OpShape(self.kind, self.kernel, self.stride, self.padding, self.dilation, self.groups, self.in_hw,
-                       int(a_in), int(a_out))
+                       int(a_in), int(a_out), self.epilogue)
 
 
 def _pair(value: Any) -> tuple[int, int]:
     return (int(value[0]), int(value[1])) if isinstance(value, tuple | list) else (int(value), int(value))
 
 
-def op_shape(op: OpInfo, a_in: int | None = None, a_out: int | None = None) -> OpShape:
-    """The :class:`OpShape` of a traced op, at its full widths unless ``a_in`` / ``a_out`` are given."""
+def op_shape(op: OpInfo, a_in: int | None = None, a_out: int | None = None,
+             epilogue: tuple[str, ...] | None = None) -> OpShape:
+    """The :class:`OpShape` of a traced op, at its full widths unless ``a_in`` / ``a_out`` are given; ``epilogue``
+    as :func:`edgekd.latency.fusion.epilogues` found it (None: a conv's ``relu6``, nothing after a linear)."""
     module = op.module
+    if epilogue is None:
+        epilogue = () if op.kind == "linear" else ("relu6",)
     if op.kind == "linear":
-        shape = OpShape("linear", (1, 1), (1, 1), (0, 0), (1, 1), 1, (1, 1), op.in_channels, op.out_channels)
+        shape = OpShape("linear", (1, 1), (1, 1), (0, 0), (1, 1), 1, (1, 1), op.in_channels, op.out_channels,
+                        tuple(epilogue))
     else:
         padding = module.padding
         if isinstance(padding, str):  # "same"/"valid": the conv's own rule, recorded as the pad it means
@@ -71,25 +83,67 @@ def op_shape(op: OpInfo, a_in: int | None = None, a_out: int | None = None) -> O
                             for k, d in zip(_pair(module.kernel_size), _pair(module.dilation), strict=True))
         groups = 0 if op.kind == "dwconv" else int(module.groups)
         shape = OpShape(op.kind, _pair(module.kernel_size), _pair(module.stride), _pair(padding),
-                        _pair(module.dilation), groups, tuple(op.in_hw), op.in_channels, op.out_channels)
+                        _pair(module.dilation), groups, tuple(op.in_hw), op.in_channels, op.out_channels,
+                        tuple(epilogue))
     return shape.at(shape.a_in if a_in is None else a_in, shape.a_out if a_out is None else a_out)
 
 
 def family_key(shape: OpShape) -> str:
-    """Ops whose kernels differ only in channel counts share a family (and one fitted latency function)."""
+    """Ops whose kernels differ only in channel counts share a family (and one fitted latency function); an
+    epilogue other than the default (a conv's ``relu6``, a linear's nothing) is part of the key."""
+    default = () if shape.kind == "linear" else ("relu6",)
+    tail = "" if shape.epilogue == default else "-" + "+".join(shape.epilogue or ("none",))
     if shape.kind == "linear":
-        return "linear"
+        return "linear" + tail
     k, s, p, d = shape.kernel, shape.stride, shape.padding, shape.dilation
     return (f"{shape.kind}{'' if shape.kind != 'gconv' else shape.groups}-k{k[0]}x{k[1]}-s{s[0]}x{s[1]}"
-            f"-p{p[0]}x{p[1]}-d{d[0]}x{d[1]}-{shape.in_hw[0]}x{shape.in_hw[1]}")
+            f"-p{p[0]}x{p[1]}-d{d[0]}x{d[1]}-{shape.in_hw[0]}x{shape.in_hw[1]}{tail}")
 
 
-def op_module(shape: OpShape) -> tuple[nn.Module, tuple[int, ...]]:
-    """A network of just this op as the compiled network runs it — conv, BatchNorm, ReLU6: the compile folds the
-    BatchNorm into the convolution's weights and bias and TVM fuses the rest into one kernel — and its input shape.
-    Random BatchNorm statistics give the folded convolution its bias, as a trained network's do."""
+class _FusedOp(nn.Module):
+    """One op and its epilogue, as the network computes them: ``forward(x, residual)``, the residual for an add.
+    Written so that torch.fx traces it: the compile's BatchNorm folding (``fold_batch_norms``) needs that, or
+    the kernel keeps the BatchNorm's four elementwise ops the network's kernel does not have."""
+
+    def __init__(self, op: nn.Module, norm: nn.Module | None, epilogue: tuple[str, ...]) -> None:
+        super().__init__()
+        self.op, self.norm, self.epilogue = op, norm, epilogue
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        y = self.op(x) if self.norm is None else self.norm(self.op(x))
+        for name in self.epilogue:
+            if name == "relu6":
+                y = nn.functional.relu6(y)
+            elif name == "relu":
+                y = torch.relu(y)
+            elif name == "add":
+                y = y + residual
+            elif name == "radd":  # the residual is the left operand, as in ``x + branch``
+                y = residual + y
+            elif name == "add_input":  # the residual is the op's own input
+                y = y + x
+            else:  # "radd_input"
+                y = x + y
+        return y
+
+
+def _out_hw(shape: OpShape) -> tuple[int, int]:
+    return tuple((size + 2 * p - d * (k - 1) - 1) // s + 1  # type: ignore[return-value]
+                 for size, k, s, p, d in zip(shape.in_hw, shape.kernel, shape.stride, shape.padding, shape.dilation,
+                                             strict=True))
+
+
+def op_module(shape: OpShape) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    """A network of just this op as the compiled network runs it — conv, BatchNorm and its epilogue: the compile
+    folds the BatchNorm into the convolution's weights and bias and TVM fuses the rest into one kernel — and its
+    example inputs (the op's input, then one residual per add). Random BatchNorm statistics give the folded
+    convolution its bias, as a trained network's do."""
+    adds = sum(name in ("add", "radd") for name in shape.epilogue)  # the *_input adds read the op's input
+    if adds > 1:
+        raise ValueError(f"an op with {adds} residual adds fused after it is not supported: {shape.epilogue}")
     if shape.kind == "linear":
-        return nn.Linear(shape.a_in, shape.a_out).eval(), (1, shape.a_in)
+        module = _FusedOp(nn.Linear(shape.a_in, shape.a_out), None, shape.epilogue).eval()
+        return module, (torch.zeros(1, shape.a_in), *(torch.zeros(1, shape.a_out) for _ in range(adds)))
     groups = shape.a_out if shape.kind == "dwconv" else shape.groups
     conv = nn.Conv2d(shape.a_in, shape.a_out, shape.kernel, shape.stride, shape.padding, shape.dilation,
                      groups=groups, bias=False)
@@ -97,7 +151,9 @@ def op_module(shape: OpShape) -> tuple[nn.Module, tuple[int, ...]]:
     with torch.no_grad():
         bn.running_mean.uniform_(-0.1, 0.1)
         bn.running_var.uniform_(0.5, 1.5)
-    return nn.Sequential(conv, bn, nn.ReLU6()).eval(), (1, shape.a_in, *shape.in_hw)
+    residual = (1, shape.a_out, *_out_hw(shape))
+    return (_FusedOp(conv, bn, shape.epilogue).eval(),
+            (torch.zeros(1, shape.a_in, *shape.in_hw), *(torch.zeros(residual) for _ in range(adds))))
 
 
 @dataclass(frozen=True)
@@ -145,18 +201,19 @@ def kernel_key(prim_module: Any, target: Any) -> str:
 def op_tasks(shape: OpShape, target: Any, tuned: bool) -> list[Any]:
     """MetaSchedule's extracted tasks of ``shape``'s op as a compile prepares them (``tuned``: with the weight
     layout rewrite a tuned compile lets MetaSchedule pick)."""
-    module, input_shape = op_module(shape)
-    return network_tasks(module, input_shape, target, tuned)
+    module, examples = op_module(shape)
+    return network_tasks(module, examples, target, tuned)
 
 
-def network_tasks(model: nn.Module, input_shape: tuple[int, ...], target: Any, tuned: bool) -> list[Any]:
+def network_tasks(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], target: Any, tuned: bool
+                  ) -> list[Any]:
     """MetaSchedule's extracted tasks of a whole network as its compile prepares them (see :func:`op_tasks`): its
     own fused kernels, residual adds and activations included, each with how often the network calls it."""
     from tvm.s_tir import meta_schedule as ms
 
     from edgekd.compile.build import import_model, prepare_module
 
-    mod = prepare_module(import_model(model, torch.zeros(input_shape)), target, weight_prepack=tuned)
+    mod = prepare_module(import_model(model, example), target, weight_prepack=tuned)
     return list(ms.relax_integration.extract_tasks(mod, target))
 
 

@@ -172,6 +172,9 @@ class LatencyModel(_Strict):
     schema_version: int = SCHEMA_VERSION
     network: NetworkKey
     grid: int  # the channel multiple the lattice and the held-out widths sit on
+    # tuned profiles: group id → the group's own coarser multiple of ``grid`` (edgekd.latency.design.coarse_multiples);
+    # every kernel of a network whose groups sit on these is a measured lattice point. Empty: ``grid`` for all.
+    multiples: dict[str, int] = Field(default_factory=dict)
     ops: dict[str, str]  # op name → family
     tables: dict[str, Table]
     calibration: Calibration = Field(default_factory=Calibration)
@@ -193,7 +196,8 @@ class LatencyModel(_Strict):
         v = self.validation
         return {"network": self.network.name, "recipe": self.network.recipe, "device": self.provenance.device,
                 "target": self.provenance.target, "mode": self.provenance.mode, "board": self.provenance.board,
-                "threads": self.provenance.threads, "grid": self.grid, "families": len(self.tables),
+                "threads": self.provenance.threads, "grid": self.grid, "coarse_grid": bool(self.multiples),
+                "families": len(self.tables),
                 "ops": len(self.ops), "dense_ms": round(self.dense_ms, 4),
                 "calibration": self.calibration.model_dump(exclude={"rows"}),
                 "heldout": {"configurations": v.configurations, "within_10pct": v.within_10pct,

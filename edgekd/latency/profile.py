@@ -19,12 +19,23 @@ How (the numbers behind the choice are in ``docs/benchmarks.md``):
    pruned networks the model is asked about) fit α of ``network = α · Σ ops``; held-out ones, never seen by the
    fit, give the share predicted within ±10% and ±5%.
 
-Tuned mode (``mode="tuned"``, the mode deployed artifacts use): before a lattice point is measured, the tasks of
-its op are tuned into the board's database with ``tune_trials`` trials each (:class:`_Tuning`, MetaSchedule timed
-on the board, chunks of 64 tasks, resumable through the ledger), and its kernels are built with the best
-schedules; every whole network is compiled as ``edgekd compile --device`` would, its new tasks tuned with as many
-trials. The model records a digest of its lattice tasks' ledger entries: a later compile that tunes one of them
-again makes the model stale; tuning other networks into the database does not.
+Tuned mode (``mode="tuned"``, the mode deployed artifacts use): each tuned kernel is one draw of a few trials, and
+neighbouring widths' draws scatter 2-4x around their trend, so no table through some widths predicts the kernels
+of others (measured: 50-65% of 20 networks within ±10%, where the sum of each network's *own* kernels gave 100%).
+So tuned mode measures exactly the kernels networks will have: every prunable group gets a coarser multiple of the
+grid that leaves it ``levels`` widths (:func:`~edgekd.latency.design.coarse_multiples`), the lattice is every
+width each op takes on that grid (:func:`~edgekd.latency.design.exact_lattices`), and each op is built with the
+elementwise ops its network fuses after it (:mod:`edgekd.latency.fusion`: a projection conv has no ReLU6, a
+residual block's adds its input), so a lattice kernel *is* the network's kernel — the same workload, the same
+database record. Before a lattice point is measured, its tasks are tuned into the board's database with
+``tune_trials`` trials each (:class:`_Tuning`, MetaSchedule timed on the board, chunks of 64 tasks, resumable
+through the ledger), and its kernels are built with the best schedules; every whole network is compiled as
+``edgekd compile --device`` would (a task the lattice missed would be tuned there and counted in
+``stats["tasks_tuned"]``). The model records the coarse grid (``multiples``) and a digest of its lattice tasks'
+ledger entries: a later compile that tunes one of them again makes the model stale; tuning other networks into
+the database does not. Untuned kernels are deterministic staircases that interpolation between the fine grid's
+levels follows (100% of 40 within ±10%), so untuned mode keeps the channel grid and the lattice of
+:func:`~edgekd.latency.design.lattices`.
 
 An emulated board is refused (its timings are the emulator's, not latency).
 """
@@ -64,7 +75,17 @@ from edgekd.device.lock import board_lock
 from edgekd.device.probe import check_fits, probe
 from edgekd.device.tuning_runner import BoardMeasurer, Candidate, EvaluatorSettings
 from edgekd.errors import CompileError, ConfigError, DeviceError
-from edgekd.latency.design import FamilyPlan, dense_widths, lattices, masks_for, op_widths, random_widths
+from edgekd.latency.design import (
+    FamilyPlan,
+    coarse_multiples,
+    dense_widths,
+    exact_lattices,
+    lattices,
+    masks_for,
+    op_widths,
+    random_widths,
+)
+from edgekd.latency.fusion import epilogues
 from edgekd.latency.kernels import Kernel, OpShape, build_kernels, build_tasks, network_tasks, op_tasks
 from edgekd.latency.model import (
     MODES,
@@ -74,7 +95,6 @@ from edgekd.latency.model import (
     Provenance,
     Table,
     Validation,
-    fit_surface,
 )
 from edgekd.latency.store import ledger_digest, tuning_digest
 from edgekd.learn.progress import task_progress
@@ -86,11 +106,10 @@ __all__ = ["ProfileOptions", "profile_network", "kernel_sums", "runtime_versions
 
 Progress = Callable[[str, int, int], None]
 
-# Lattice levels per axis, measured on CIFAR MobileNetV2 (docs/benchmarks.md, "Latency model"). Untuned: 8 levels,
+# Untuned: lattice levels per axis, measured on CIFAR MobileNetV2 (docs/benchmarks.md, "Latency model"): 8 levels,
 # no refinement, 100% of 40 held out within ±10% in 8 min (its kernels are staircases that interpolation follows).
-# Tuned: kernels scatter around a bilinear trend, and a surface through fewer, farther-apart points predicts as
-# well or better — on the same 26 networks 5 levels held out 65% within ±10%, and 50% re-timed in 3 passes (8
-# levels: 55%; pooled over 300 splits 0.49 and 0.47 vs 0.40), at ~60% of the lattice's tuning.
+# Tuned: widths per group on the coarse grid; 5 gives CIFAR MobileNetV2 a lattice of 524 points (4: 397, 6: 662),
+# each one task to tune (~4 s at 4 trials on this host).
 LEVELS = {"untuned": 8, "tuned": 5}
 
 
@@ -102,7 +121,8 @@ class ProfileOptions:
         mode: ``untuned`` (kernels as an untuned compile builds them) or ``tuned`` (the target database's best
             schedules, the mode deployed artifacts use).
         grid: channel multiple of the lattice and of every configuration (the target's or the recipe's).
-        levels: grid widths per varying axis of a family's lattice (None: the mode's, :data:`LEVELS`).
+        levels: untuned: grid widths per varying axis of a family's lattice; tuned: widths per group of the coarse
+            grid (None: the mode's, :data:`LEVELS`).
         refine, refine_tolerance, refine_levels: passes adding a lattice level where the table mispredicts an
             interval's midpoint by more than the tolerance (at most ``refine_levels`` per family and pass).
         calibration: whole networks fitting α (random configurations).
@@ -336,9 +356,10 @@ class _Profiler:
         error exceeds 10%; untuned TVM kernels have steps of 10x between neighbouring widths)."""
         measure = self._measurer(conn, board, threads, tuning)
         by_family = {plan.family: plan for plan in plans}
-        for refinement in range(self.options.refine + 1):
+        rounds = self.options.refine if tuning is None else 0  # an exact lattice has no interval to refine
+        for refinement in range(rounds + 1):
             measure({(p.family, a, b): self._shape(p, a, b) for p in plans for a, b in p.points()})
-            if refinement == self.options.refine:
+            if refinement == rounds:
                 break
             probes = {point: self._shape(by_family[point[0]], point[1], point[2])
                       for plan in plans for point in _midpoints(plan, self.options.grid)}
@@ -360,12 +381,8 @@ class _Profiler:
             if not added:
                 break
         self.stats.update(measure.stats)
-        tables = {}
-        for plan in plans:
-            ms = measure.table(plan)
-            fit = fit_surface(plan.a_in, plan.a_out, ms) if tuning is not None else None  # see Table
-            tables[plan.family] = Table(family=plan.family, a_in=plan.a_in, a_out=plan.a_out, ms=ms, fit=fit)
-        return tables
+        return {plan.family: Table(family=plan.family, a_in=plan.a_in, a_out=plan.a_out, ms=measure.table(plan))
+                for plan in plans}
 
     def _measurer(self, conn, board: str, threads: int, tuning: _Tuning | None) -> _PointMeasurer:
         target, compiler = self.target
@@ -387,7 +404,7 @@ class _Profiler:
             started = time.perf_counter()
             for index, widths in enumerate(configs):
                 pruned = prune_model(self.model, graph, masks_for(graph, widths)).model.eval()
-                tasks = network_tasks(pruned, self.input_shape, target, tuned)
+                tasks = network_tasks(pruned, torch.zeros(self.input_shape), target, tuned)
                 per_network.append(build_tasks(tasks, target, compiler, Path(scratch), database, f"network {index}"))
                 self.say("build kernels", index + 1, len(configs))
             self.stats["build_s"] = round(time.perf_counter() - started, 1)
@@ -520,12 +537,17 @@ class _Profiler:
                               "profile a real board (or the host: --device local)")
         opts = self.options
         graph = trace_groups(self.model, self.input_shape)
-        plans = lattices(graph, opts.grid, opts.levels)
+        multiples: dict[int, int] = {}
+        if opts.mode == "tuned":  # every kernel of every network on the coarse grid is a lattice point (module doc)
+            multiples = coarse_multiples(graph, opts.grid, opts.levels)
+            plans = exact_lattices(graph, multiples, epilogues(self.model, self.input_shape))
+        else:
+            plans = lattices(graph, opts.grid, opts.levels)
         ops = {name: plan.family for plan in plans for name in plan.ops}
         rng = random.Random(opts.seed)
         # Held out first: the same seed and count give the same held-out set whatever the calibration count
-        heldout = [random_widths(graph, opts.grid, rng) for _ in range(opts.heldout)]
-        calibration = [random_widths(graph, opts.grid, rng) for _ in range(opts.calibration)]
+        heldout = [random_widths(graph, opts.grid, rng, multiples) for _ in range(opts.heldout)]
+        calibration = [random_widths(graph, opts.grid, rng, multiples) for _ in range(opts.calibration)]
         started = time.perf_counter()
         with connect(self.device) as conn:
             facts, board, threads = self._board(conn)
@@ -551,7 +573,8 @@ class _Profiler:
             timer={"number": opts.timer.number, "repeat": opts.timer.repeat, "min_repeat_ms": opts.timer.min_repeat_ms,
                    "passes": opts.passes},
             created=utc_now(), edgekd=importlib.metadata.version("edgekd"))
-        return LatencyModel(network=self.network, grid=opts.grid, ops=ops, tables=tables, calibration=cal,
+        return LatencyModel(network=self.network, grid=opts.grid, multiples={str(g): m for g, m in multiples.items()},
+                            ops=ops, tables=tables, calibration=cal,
                             provenance=provenance, validation=validation, stats=self.stats,
                             dense_ms=cal.alpha * dense_raw + cal.beta_ms)
 
@@ -569,7 +592,10 @@ class _Tuning:
         self.board = None if self.device.measures_here(self.profile) else board  # as edgekd compile --device
         self.directory = database_dir(self.profile.name, self.board)
         self.target, _compiler = profiler.target
-        self.stats = {"tasks_tuned": 0, "tune_s": 0.0, "tune_lattice_s": 0.0, "tune_networks_s": 0.0}
+        # network_tasks_tuned: tasks the whole networks' compiles tuned (their pooling, and any kernel the lattice
+        # missed); network_kernels_missed: their conv / linear kernels that are not lattice tasks (0: exact lattice)
+        self.stats = {"tasks_tuned": 0, "network_tasks_tuned": 0, "network_kernels_missed": 0, "tune_s": 0.0,
+                      "tune_lattice_s": 0.0, "tune_networks_s": 0.0}
         self.lattice: set[str] = set()  # ledger keys of the lattice's tasks: what the model's digest covers
 
     def database(self):
@@ -629,10 +655,14 @@ class _Tuning:
                                  tune_trials_per_task=self.trials)
         for index, widths in enumerate(configs):
             pruned = prune_model(profiler.model, graph, masks_for(graph, widths)).model.eval()
+            kernels = [t for t in network_tasks(pruned, torch.zeros(profiler.input_shape), self.target, True)
+                       if t.task_name.startswith(("fused_conv2d", "fused_matmul"))]
+            self.stats["network_kernels_missed"] += sum(task_key(t, self.target) not in self.lattice for t in kernels)
             with self._runner() as measure:
                 artifact = compile_model(pruned, self.profile, scratch / f"n{index}", options, measure=measure,
                                          board=self.board)
             self.stats["tasks_tuned"] += artifact.manifest.tuning.tasks_tuned
+            self.stats["network_tasks_tuned"] += artifact.manifest.tuning.tasks_tuned
             seconds = artifact.manifest.tuning.seconds or 0.0
             self.stats["tune_s"] = round(self.stats["tune_s"] + seconds, 1)
             self.stats["tune_networks_s"] = round(self.stats["tune_networks_s"] + seconds, 1)
