@@ -20,6 +20,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("EDGEKD_CACHE_DIR", Path.home() / ".cache" / "edgekd"))
 
 
+def latency_models_dir() -> Path:
+    """Saved latency models: ``$EDGEKD_LATENCY_DIR`` or ``cache_dir()/latency/models`` (re-measurable, but a
+    tuned profile costs hours: point this elsewhere to keep models apart from a cache that gets cleared)."""
+    override = os.environ.get("EDGEKD_LATENCY_DIR")
+    return Path(override) if override else cache_dir() / "latency" / "models"
+
+
 def package_root() -> Path:
     """The installed ``edgekd`` package directory."""
     return Path(__file__).resolve().parent

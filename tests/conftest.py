@@ -19,6 +19,19 @@ def shared_data() -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_latency_models(tmp_path_factory):
+    """Latency models the session saves stay in the session (session fixtures profile before any test's own
+    set-up runs): a suite never reads another run's models, nor leaves its own in the user cache."""
+    previous = os.environ.get("EDGEKD_LATENCY_DIR")
+    os.environ["EDGEKD_LATENCY_DIR"] = str(tmp_path_factory.getbasetemp() / "latency-models")
+    yield
+    if previous is None:
+        os.environ.pop("EDGEKD_LATENCY_DIR", None)
+    else:
+        os.environ["EDGEKD_LATENCY_DIR"] = previous
+
+
 @pytest.fixture(autouse=True)
 def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     """Never read or write the real ~/.config/edgekd; keep the cache shared across the session (zig, wheels)."""

@@ -24,8 +24,8 @@ def profile(recipe: str = RecipeOpt, device: str = DeviceOpt, mode: str = ModeOp
             grid: int = typer.Option(0, "--grid", min=0,
                                      help="Channel multiple (default: the recipe's round_to, else the target's)."),
             levels: int = typer.Option(None, "--levels", min=2,
-                                       help="Lattice widths per varying axis of an op family [default: 8 untuned, "
-                                            "5 tuned]."),
+                                       help="Untuned: lattice widths per varying axis of an op family; tuned: "
+                                            "widths per group of its coarse grid [default: 8 untuned, 5 tuned]."),
             refine: int = typer.Option(None, "--refine", min=0,
                                        help="Passes adding lattice levels where an interval's midpoint is "
                                             "mispredicted by > 5% [default: 0]."),
@@ -92,7 +92,9 @@ def _render(model, json_: bool) -> None:
         ("device / target / board", f"{p.device} / {p.target} / {p.board}"),
         ("mode / threads / governor", f"{p.mode} / {p.threads} / {p.governor}"),
         ("runtime", ", ".join(f"{k} {v}" for k, v in p.runtime.items())),
-        ("families / ops / grid", f"{len(model.tables)} / {len(model.ops)} / {model.grid}"),
+        ("families / ops / grid", f"{len(model.tables)} / {len(model.ops)} / {model.grid}"
+                                  + (f" (coarse: {len(model.multiples)} groups with own steps, "
+                                     f"{sorted(set(model.multiples.values()))})" if model.multiples else "")),
         ("dense network (predicted)", f"{model.dense_ms:.4g} ms"),
         ("calibration", f"network = {c.alpha:.4f} x Σ ops + {c.beta_ms:.4g} ms ({c.samples} networks)"),
         ("held out", f"{_share(v.within_10pct, v.configurations)} within ±10%, "

@@ -39,6 +39,12 @@ class LatencyCost:
                               "profile this one (edgekd latency profile)")
         return family
 
+    @property
+    def group_steps(self) -> dict[str, int]:
+        """The coarse grid of a tuned model (group name → step), which structure learning keeps widths on
+        (:func:`edgekd.structure.widths.grid_for`); empty for a model on the common grid."""
+        return dict(self.model.multiples)
+
     def check(self, graph: ChannelGraph) -> None:
         """Refuse (one line) a graph with an op the model never measured."""
         for op in graph.ops:

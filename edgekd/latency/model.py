@@ -3,8 +3,9 @@
 Input: per-family tables of measured fused-kernel latency over a lattice of channel widths (one family = the ops
 whose kernels differ only in channel counts, :func:`edgekd.latency.kernels.family_key`), a calibration of their
 sum against whole networks measured on the board, and the provenance of every number. Output: predictions —
-an op's latency at any widths (bilinear in the lattice: exact for a cost bilinear in the widths, as a conv's is;
-tuned kernels, which scatter around that trend, are read off a least-squares bilinear surface instead),
+an op's latency at any widths (bilinear in the lattice: exact for a cost bilinear in the widths, as a conv's is,
+and exact at lattice points: a tuned model's lattice holds every width of its coarse grid, ``multiples``; tuned
+models made before that grid read a least-squares bilinear surface, ``Table.fit``),
 its marginal latency per channel (a finite difference over one grid step, so the staircase neither zeroes it nor
 makes it spike), and a network's latency = α · Σ ops + β.
 
@@ -74,9 +75,10 @@ class Table(_Strict):
     """Measured milliseconds of one op family: ``ms[i][j]`` at ``a_in[i]`` input and ``a_out[j]`` output channels.
     A depthwise family depends on its channel count only: ``a_in`` is ``[0]`` and ``ms`` has one row.
 
-    ``fit`` (tuned kernels): the :func:`fit_surface` coefficients through ``ms``; values are read off that
-    surface instead of interpolated between the scattered measurements (never below zero). Untuned kernels are
-    deterministic staircases, which interpolation between 8 levels follows (``fit`` None)."""
+    ``fit`` (tuned models made before the coarse grid, still read): the :func:`fit_surface` coefficients through
+    ``ms``; values are read off that surface instead of interpolated between scattered measurements (never below
+    zero). Untuned kernels are deterministic staircases, which interpolation between 8 levels follows, and a tuned
+    model's lattice holds every width its networks take (``fit`` None for both)."""
 
     family: str
     a_in: list[int]
@@ -172,8 +174,9 @@ class LatencyModel(_Strict):
     schema_version: int = SCHEMA_VERSION
     network: NetworkKey
     grid: int  # the channel multiple the lattice and the held-out widths sit on
-    # tuned profiles: group id → the group's own coarser multiple of ``grid`` (edgekd.latency.design.coarse_multiples);
-    # every kernel of a network whose groups sit on these is a measured lattice point. Empty: ``grid`` for all.
+    # tuned profiles: group name (edgekd.structure.widths.group_name) → the group's own coarser multiple of ``grid``
+    # (edgekd.latency.design.coarse_multiples); every kernel of a network whose groups sit on these is a measured
+    # lattice point, and structure learning keeps its widths on them. Empty: ``grid`` for every group.
     multiples: dict[str, int] = Field(default_factory=dict)
     ops: dict[str, str]  # op name → family
     tables: dict[str, Table]

@@ -101,6 +101,7 @@ from edgekd.learn.progress import task_progress
 from edgekd.paths import cache_dir
 from edgekd.structure.groups import ChannelGraph, trace_groups
 from edgekd.structure.prune import prune_model
+from edgekd.structure.widths import group_name
 
 __all__ = ["ProfileOptions", "profile_network", "kernel_sums", "runtime_versions", "predict_raw", "fit_calibration"]
 
@@ -573,7 +574,8 @@ class _Profiler:
             timer={"number": opts.timer.number, "repeat": opts.timer.repeat, "min_repeat_ms": opts.timer.min_repeat_ms,
                    "passes": opts.passes},
             created=utc_now(), edgekd=importlib.metadata.version("edgekd"))
-        return LatencyModel(network=self.network, grid=opts.grid, multiples={str(g): m for g, m in multiples.items()},
+        named = {group_name(graph.groups[g]): m for g, m in multiples.items()}
+        return LatencyModel(network=self.network, grid=opts.grid, multiples=named,
                             ops=ops, tables=tables, calibration=cal,
                             provenance=provenance, validation=validation, stats=self.stats,
                             dense_ms=cal.alpha * dense_raw + cal.beta_ms)

@@ -19,14 +19,14 @@ from edgekd.atomic import atomic_write_text
 from edgekd.compile.tuning import database_dir, read_ledger
 from edgekd.errors import ConfigError
 from edgekd.latency.model import SCHEMA_VERSION, LatencyModel, NetworkKey
-from edgekd.paths import cache_dir
+from edgekd.paths import latency_models_dir
 
 __all__ = ["models_dir", "model_path", "save_latency_model", "load_latency_model", "find_latency_model",
            "list_latency_models", "staleness", "tuning_digest", "ledger_digest"]
 
 
 def models_dir() -> Path:
-    return cache_dir() / "latency" / "models"
+    return latency_models_dir()
 
 
 def _network_slug(network: NetworkKey) -> str:

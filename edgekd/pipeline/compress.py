@@ -68,6 +68,7 @@ class CompressResult:
     model: str | None = None  # RUN/model.pt (rebuilds with the network's builder)
     program: str | None = None  # RUN/model.pt2 (torch.export program: no builder code needed)
     round_to: int = 1  # the channel multiple widths were rounded to (the target's, unless the recipe set one)
+    group_steps: dict[str, int] = field(default_factory=dict)  # per-group steps a tuned latency model demanded
     measured: dict[str, Any] | None = None  # compress --device: the compact network benched on the board
 
     def to_dict(self) -> dict[str, Any]:
@@ -144,13 +145,15 @@ def learn_and_prune(recipe: Recipe, student: nn.Module, teacher: nn.Module | Non
                     run_dir: Path, resume: bool = False, cost_models: dict[str, CostModel] | None = None,
                     ) -> StructureRun:
     """Structure learning in ``RUN/learn`` (:func:`learn_structure`), then pruning at the one τ with the
-    recipe's ``round_to``; the pruned network is written to ``RUN/pruned/`` (model.pt + arch.json)."""
+    learner's grid (the recipe's ``round_to``, and a tuned latency model's per-group steps); the pruned network is
+    written to ``RUN/pruned/`` (model.pt + arch.json)."""
     learner, info = learn_structure(recipe, student, teacher, loaders, run_dir / "learn", resume, cost_models)
     student = for_inference(student)
     pruned = prune_model(student, learner.graph, learner.final_masks(), ownership=learner.ownership)
     save_model(run_dir / "pruned" / "model.pt", pruned.model, model_arch(recipe.teacher.model, loaders),
                extra={"stage": "pruned"})
-    save_arch_spec(run_dir / "pruned" / "arch.json", pruned.spec, recipe.structure.round_to)
+    save_arch_spec(run_dir / "pruned" / "arch.json", pruned.spec, recipe.structure.round_to,
+                   learner.grid.named_steps(learner.graph))
     return StructureRun(learner, student, pruned, info)
 
 
@@ -203,13 +206,16 @@ def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path 
         compact, finetune_info = finetune(recipe, pruned.model, dense, loaders, run_dir / "finetune", resume)
     else:
         compact, finetune_info = pruned.model, {"epochs": 0, "deferred": True}
-    _save_compact(run_dir, compact, model_arch(spec, loaders), pruned.spec, recipe.structure.round_to)
+    learner = learned.learner
+    group_steps = learner.grid.named_steps(learner.graph)
+    _save_compact(run_dir, compact, model_arch(spec, loaders), pruned.spec, recipe.structure.round_to, group_steps)
     result = CompressResult(
         run_dir=str(run_dir), target=profile.name if profile is not None else None,
         teacher=_model_summary(dense, loaders), student=_model_summary(compact, loaders),
-        blocks=block_report(learned.learner.controller, pruned.masks, recipe.structure.round_to),
+        blocks=block_report(learner.controller, pruned.masks, learner.grid),
         pruning=prune_info, phases={"learn": learned.learn, "finetune": finetune_info},
         model=str(run_dir / "model.pt"), program=str(run_dir / "model.pt2"), round_to=recipe.structure.round_to,
+        group_steps=group_steps,
     )
     atomic_write_json(run_dir / "report.json", result.to_dict())
     if measure is not None:
@@ -222,11 +228,12 @@ def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path 
     return result
 
 
-def _save_compact(run_dir: Path, compact: nn.Module, arch: ModelArch, spec: dict[str, Any], round_to: int) -> None:
+def _save_compact(run_dir: Path, compact: nn.Module, arch: ModelArch, spec: dict[str, Any], round_to: int,
+                  group_steps: dict[str, int] | None = None) -> None:
     save_model(run_dir / "model.pt", compact, arch, extra={"stage": "compress", "arch": spec})
     # For inference without the builder's code (a user's net.py): the traced program of the same network.
     save_program(run_dir / "model.pt2", compact, arch, extra={"stage": "compress"})
-    save_arch_spec(run_dir / "arch.json", spec, round_to)
+    save_arch_spec(run_dir / "arch.json", spec, round_to, group_steps)
 
 
 def finetune_deferred(recipe: Recipe, run_dir: str | Path, teacher: str | Path, resume: bool = False
@@ -241,9 +248,10 @@ def finetune_deferred(recipe: Recipe, run_dir: str | Path, teacher: str | Path, 
     dense = load_teacher(recipe, teacher, loaders).model.eval()
     pruned = load_model(run_dir / "pruned")
     spec = json.loads((run_dir / "pruned" / "arch.json").read_text())
-    spec.pop("channel_multiple", None)  # save_arch_spec's addition, not the spec's
+    spec.pop("channel_multiple", None)  # save_arch_spec's additions, not the spec's
+    spec.pop("group_steps", None)
     compact, info = finetune(recipe, pruned.model, dense, loaders, run_dir / "finetune", resume)
-    _save_compact(run_dir, compact, pruned.arch, spec, report.get("round_to", 1))
+    _save_compact(run_dir, compact, pruned.arch, spec, report.get("round_to", 1), report.get("group_steps"))
     report["student"], report["phases"]["finetune"] = _model_summary(compact, loaders), info
     atomic_write_json(run_dir / "report.json", report)
     return CompressResult(**report)

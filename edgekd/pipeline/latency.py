@@ -30,10 +30,11 @@ from edgekd.structure.budgets import requested_cost_kinds
 from edgekd.structure.costs import block_costs
 from edgekd.structure.groups import ChannelGraph, dense_masks, trace_groups
 from edgekd.structure.ownership import BlockOwnership, recipe_ownership
+from edgekd.structure.widths import WidthGrid, grid_for
 
 __all__ = ["profile_recipe", "ensure_latency_model", "latency_device", "latency_grid", "network_key",
            "recipe_network", "latency_cost_for", "wants_latency", "floor_widths", "share_latency", "latency_budgets",
-           "resolve_latency_budget", "show_latency_model", "list_latency_models"]
+           "resolve_latency_budget", "show_latency_model", "list_latency_models", "learning_grid"]
 
 
 def latency_grid(recipe: Recipe, profile: TargetProfile) -> int:
@@ -121,14 +122,19 @@ def latency_cost_for(recipe: Recipe, device: str | None, mode: str = "untuned",
     return LatencyCost(model)
 
 
-def floor_widths(graph: ChannelGraph, ownership: BlockOwnership, grid: int) -> dict[int, int]:
-    """The smallest widths ``ownership`` allows on the channel grid: one grid step per group its blocks may prune."""
-    grid = max(1, grid)
-    return {g.id: min(grid, g.size) for g in graph.groups if g.prunable and ownership.learnable(g)}
+def floor_widths(graph: ChannelGraph, ownership: BlockOwnership, grid: WidthGrid | int) -> dict[int, int]:
+    """The smallest widths ``ownership`` allows on the grid: one step per group its blocks may prune."""
+    grid = WidthGrid.of(grid)
+    return {g.id: grid.smallest(g.id, g.size) for g in graph.groups if g.prunable and ownership.learnable(g)}
+
+
+def learning_grid(graph: ChannelGraph, recipe: Recipe, cost: LatencyCost) -> WidthGrid:
+    """The grid compress will prune ``graph`` on under ``cost`` (:func:`edgekd.structure.widths.grid_for`)."""
+    return grid_for(graph, recipe.structure.round_to, [cost])
 
 
 def share_latency(graph: ChannelGraph, cost: LatencyCost, ownership: BlockOwnership, blocks: list,
-                  network_ms: float, grid: int) -> dict[str, float]:
+                  network_ms: float, grid: WidthGrid | int) -> dict[str, float]:
     """Block → latency budget (ms) for a network predicted at ``network_ms``: every learnable block at one common
     point ``s`` between its cost in the smallest network on the grid and in the dense one, ``s`` where the network
     interpolates to ``network_ms``. Each budget is then reachable (it is never below the block's floor), and a
@@ -143,7 +149,7 @@ def share_latency(graph: ChannelGraph, cost: LatencyCost, ownership: BlockOwners
 
 
 def latency_budgets(graph: ChannelGraph, cost: LatencyCost, ownership: BlockOwnership, blocks: list,
-                    network_ms: float, grid: int) -> dict[str, float]:
+                    network_ms: float, grid: WidthGrid | int) -> dict[str, float]:
     """A network predicted at ``network_ms`` as budgets of its ops: with ``blocks``, block → ms
     (:func:`share_latency`); without, ``{"global": network_ms − β}`` (β: the runtime's fixed cost, no op's)."""
     if blocks:
@@ -166,13 +172,14 @@ def resolve_latency_budget(recipe: Recipe, cost: LatencyCost, loaders: Loaders |
     if structure.latency_ms > dense * (1 + 1e-9):
         raise ConfigError(f"{recipe.source}: structure.latency_ms={structure.latency_ms:g}: above the dense network's "
                           f"predicted {dense:.4g} ms on {cost.model.provenance.device}; nothing to prune")
-    grid = structure.round_to
+    grid = learning_grid(graph, recipe, cost)
     smallest = cost.network_ms(graph, masks_for(graph, floor_widths(graph, ownership, grid)))
     if structure.latency_ms < smallest:
-        scope = "its blocks at" if structure.blocks else "every group at"
+        scope = "its blocks" if structure.blocks else "every group"
+        at = f"{grid.step} channel(s)" if not grid.steps else "its smallest grid width"
         raise ConfigError(f"{recipe.source}: structure.latency_ms={structure.latency_ms:g}: unreachable; the smallest "
-                          f"this network can be is {smallest:.4g} ms on {cost.model.provenance.device} ({scope} "
-                          f"{grid} channel(s), the runtime's {beta:.4g} ms included)")
+                          f"this network can be is {smallest:.4g} ms on {cost.model.provenance.device} ({scope} at "
+                          f"{at}, the runtime's {beta:.4g} ms included)")
     budgets = latency_budgets(graph, cost, ownership, structure.blocks, structure.latency_ms, grid)
     if structure.blocks:
         blocks = [b if b.frozen else b.model_copy(update={"latency": None, "latency_ms": budgets[b.name]})

@@ -69,6 +69,7 @@ from edgekd.pipeline.latency import (
     floor_widths,
     latency_budgets,
     latency_device,
+    learning_grid,
     recipe_network,
 )
 from edgekd.pipeline.measure import Measured, bench_tagged, compile_for_board, paired_share, summarize
@@ -236,7 +237,7 @@ class _Tuner:
 
     # ------------------------------------------------------------------ reference: dense and floor
     def floor_widths(self) -> dict[int, int]:
-        return floor_widths(self.graph, self.ownership, self.recipe.structure.round_to)
+        return floor_widths(self.graph, self.ownership, learning_grid(self.graph, self.recipe, self.cost))
 
     def reference(self) -> dict[str, Any]:
         ref = self.state.reference
@@ -272,7 +273,8 @@ class _Tuner:
         """What compress will make of ``ask_ms`` (:func:`~edgekd.pipeline.latency.latency_budgets`): block → ms, or
         ``{"global": ms}`` for a recipe without blocks."""
         structure = self.recipe.structure
-        return latency_budgets(self.graph, self.cost, self.ownership, structure.blocks, ask_ms, structure.round_to)
+        return latency_budgets(self.graph, self.cost, self.ownership, structure.blocks, ask_ms,
+                               learning_grid(self.graph, self.recipe, self.cost))
 
     def round_recipe(self, ask_ms: float) -> Recipe:
         """The recipe with its blocks' own budgets replaced by the network's latency ``ask_ms`` (compress shares it

@@ -38,25 +38,11 @@ from edgekd.structure.costs import CostModel, block_costs, block_regularizers
 from edgekd.structure.groups import ChannelGraph
 from edgekd.structure.ownership import BlockOwnership, assign_blocks
 from edgekd.structure.policy import LambdaPolicy
+from edgekd.structure.widths import WidthGrid
 
 __all__ = ["BudgetController"]
 
 _HOLD_MARGIN = 1.02  # alive channels of a held block keep max |γ| ≥ τ·margin
-
-
-def _grid_below(width: int, grid: int) -> int | None:
-    """The largest grid width below ``width`` (never below one grid step, or one channel); None when none is."""
-    if grid == 1:
-        return width - 1 if width > 1 else None
-    lower = ((width - 1) // grid) * grid
-    return lower if lower > 0 else None
-
-
-def _grid_above(width: int, grid: int, size: int) -> int | None:
-    """The next width above ``width`` on the grid (capped at the group's size); None at full width."""
-    if width >= size:
-        return None
-    return min(size, (width // grid + 1) * grid)
 
 
 class BudgetController:
@@ -220,23 +206,25 @@ class BudgetController:
             gammas.raise_channel(self.graph.groups[gid], channel, self.threshold * _HOLD_MARGIN)
 
     # ------------------------------------------------------------------ final widths
-    def fit_masks(self, masks: list[torch.Tensor], round_to: int = 1) -> list[torch.Tensor]:
-        """The final masks within every block's budget, on the ``round_to`` grid: a block over budget loses, one
+    def fit_masks(self, masks: list[torch.Tensor], grid: WidthGrid | int = 1) -> list[torch.Tensor]:
+        """The final masks within every block's budget, on the ``grid`` (a :class:`WidthGrid`, or one step for
+        every group): a block over budget loses, one
         grid step at a time, the group step whose channels have the least |γ| per unit of budget saved; then a
         block under budget gets back, greedily by |γ| per unit of budget, the dead group steps that still fit.
         Learning rarely lands exactly on a budget in few steps, and rounding widths up to the grid overshoots it;
         this makes the pruned network's predicted cost meet its budgets (HALP and NetAdapt end the same way)."""
         masks = [m.clone() for m in masks]
+        grid = WidthGrid.of(grid)
         for name, state in self.states.items():
             if state.frozen or not state.controlled or not state.budget:
                 continue
             groups = [g for g in self.ownership.groups_of(self.graph, name) if self.ownership.learnable(g)]
             while self._ratio(name, masks) > 1.0 + 1e-9:
-                step = self._best_step(name, groups, masks, round_to, shrink=True)
+                step = self._best_step(name, groups, masks, grid, shrink=True)
                 if step is None:
                     break
                 masks = step
-            while (step := self._best_step(name, groups, masks, round_to, shrink=False)) is not None:
+            while (step := self._best_step(name, groups, masks, grid, shrink=False)) is not None:
                 masks = step
         return masks
 
@@ -247,13 +235,13 @@ class BudgetController:
                  for k in state.budget}
         return state.ratio(costs)
 
-    def _best_step(self, name: str, groups, masks: list[torch.Tensor], round_to: int, shrink: bool):
+    def _best_step(self, name: str, groups, masks: list[torch.Tensor], grid: WidthGrid, shrink: bool):
         """The masks after the best one-step change of one group of block ``name`` (None when none is allowed):
         shrinking, the least |γ| lost per budget share saved; growing, the most |γ| gained per share spent among
         the steps that keep the block within budget."""
         before = self._ratio(name, masks)
         best, best_score = None, None
-        for trial, lost_or_gained, after in self._steps(name, groups, masks, round_to, shrink):
+        for trial, lost_or_gained, after in self._steps(name, groups, masks, grid, shrink):
             if not shrink and after > 1.0 + 1e-9:
                 continue
             delta = abs(before - after)
@@ -264,13 +252,13 @@ class BudgetController:
                 best, best_score = trial, score
         return best
 
-    def _steps(self, name: str, groups, masks: list[torch.Tensor], round_to: int, shrink: bool):
+    def _steps(self, name: str, groups, masks: list[torch.Tensor], grid: WidthGrid, shrink: bool):
         """Every one-grid-step change of one group of block ``name``: (masks after it, Σ|γ| of the channels it
         kills or revives, the block's cost/budget ratio after it)."""
         for group in groups:
             r = group.saliency().detach().cpu()
             width = int(masks[group.id].sum())
-            target = _grid_below(width, round_to) if shrink else _grid_above(width, round_to, group.size)
+            target = grid.below(group.id, width) if shrink else grid.above(group.id, width, group.size)
             if target is None:
                 continue
             order = torch.argsort(r, descending=True, stable=True)
@@ -280,7 +268,7 @@ class BudgetController:
             changed = trial[group.id] ^ masks[group.id]
             yield trial, float(r[changed].sum()), self._ratio(name, trial)
 
-    def next_step_ratio(self, name: str, masks: list[torch.Tensor], round_to: int = 1) -> float | None:
+    def next_step_ratio(self, name: str, masks: list[torch.Tensor], grid: WidthGrid | int = 1) -> float | None:
         """Block ``name``'s cost/budget ratio after the cheapest one-grid-step growth of one of its learnable
         groups (None when every group is whole or the block has no budget). Above 1, nothing more fits: why a
         block that :meth:`fit_masks` fitted can sit below its budget — the grid's steps are that coarse."""
@@ -288,7 +276,8 @@ class BudgetController:
         if state.frozen or not state.budget:
             return None
         groups = [g for g in self.ownership.groups_of(self.graph, name) if self.ownership.learnable(g)]
-        return min((after for _trial, _gamma, after in self._steps(name, groups, masks, round_to, shrink=False)),
+        steps = self._steps(name, groups, masks, WidthGrid.of(grid), shrink=False)
+        return min((after for _trial, _gamma, after in steps),
                    default=None)
 
     def _apply_holds(self) -> None:

@@ -27,6 +27,7 @@ from edgekd.structure.groups import ChannelGraph, trace_groups
 from edgekd.structure.ownership import BlockOwnership
 from edgekd.structure.prune import final_masks
 from edgekd.structure.report import epoch_metrics
+from edgekd.structure.widths import WidthGrid, grid_for
 
 __all__ = ["StructureLearner", "StructureObjective", "BudgetCallback", "no_weight_decay"]
 
@@ -102,6 +103,7 @@ class StructureLearner:
         self.graph = graph or trace_groups(student, input_shape)
         self.controller = BudgetController(self.graph, structure, cost_models)
         self.controller.init_lambdas()
+        self.grid = grid_for(self.graph, structure.round_to, cost_models.values())
         self.callback = BudgetCallback(self.controller)
 
     @property
@@ -115,9 +117,10 @@ class StructureLearner:
         """The alive masks now (one τ; groups the blocks freeze are whole)."""
         return self.controller.alive_masks()
 
-    def final_masks(self, round_to: int | None = None) -> list[torch.Tensor]:
-        """The masks to prune with: alive at τ, on the ``round_to`` grid (default the recipe's), fitted within every
-        block's budget (:meth:`~edgekd.structure.controller.BudgetController.fit_masks`)."""
-        round_to = self.structure.round_to if round_to is None else round_to
-        masks = final_masks(self.graph, self.controller.threshold, round_to, self.ownership)
-        return self.controller.fit_masks(masks, round_to)
+    def final_masks(self, grid: WidthGrid | int | None = None) -> list[torch.Tensor]:
+        """The masks to prune with: alive at τ, on the ``grid`` (default :attr:`grid`: the recipe's ``round_to``
+        and the per-group steps a cost model demands), fitted within every block's budget
+        (:meth:`~edgekd.structure.controller.BudgetController.fit_masks`)."""
+        grid = self.grid if grid is None else WidthGrid.of(grid)
+        masks = final_masks(self.graph, self.controller.threshold, grid, self.ownership)
+        return self.controller.fit_masks(masks, grid)

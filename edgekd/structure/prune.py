@@ -21,7 +21,6 @@ Torch-Pruning's, rooted at a BatchNorm of each group.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from edgekd.models.io import set_submodule
 from edgekd.models.layers import BorderCorrectedConv2d
 from edgekd.structure.groups import ChannelGraph, OpInfo, first_failure
 from edgekd.structure.ownership import BlockOwnership
+from edgekd.structure.widths import WidthGrid
 
 __all__ = ["PruneResult", "final_masks", "masked_copy", "prune_model", "arch_spec", "save_arch_spec",
            "fold_deltas", "Fold"]
@@ -52,19 +52,19 @@ class PruneResult:
     deviation: dict[str, float] = field(default_factory=dict)
 
 
-def final_masks(graph: ChannelGraph, threshold: float, round_to: int = 1,
+def final_masks(graph: ChannelGraph, threshold: float, grid: WidthGrid | int = 1,
                 ownership: BlockOwnership | None = None) -> list[torch.Tensor]:
-    """Alive masks with widths rounded up to a multiple of ``round_to`` (largest |γ| revived first) and at
-    least one channel per group (a layer is never emptied). Groups ``ownership`` freezes stay whole;
-    without it every prunable group counts."""
+    """Alive masks with widths rounded up to the ``grid`` (a :class:`WidthGrid`, or one multiple for every group;
+    largest |γ| revived first) and at least one channel per group (a layer is never emptied). Groups
+    ``ownership`` freezes stay whole; without it every prunable group counts."""
     ownership = ownership or BlockOwnership.free(graph)
+    grid = WidthGrid.of(grid)
     masks = []
     for group, alive in zip(graph.groups, ownership.alive_masks(graph, threshold), strict=True):
         alive = alive.clone()
         if ownership.learnable(group):
             r = group.saliency().detach().cpu()
-            want = max(1, int(alive.sum()))
-            want = min(group.size, math.ceil(want / round_to) * round_to)
+            want = grid.up(group.id, int(alive.sum()), group.size)
             order = torch.argsort(r, descending=True, stable=True)
             alive = torch.zeros_like(alive)
             alive[order[:want]] = True
@@ -285,6 +285,11 @@ def arch_spec(pruned: nn.Module, graph: ChannelGraph, masks: list[torch.Tensor],
     return {"version": SPEC_VERSION, "layers": layers, "groups": groups}
 
 
-def save_arch_spec(path: str | Path, spec: dict[str, Any], channel_multiple: int | None = None) -> Path:
-    """Write ``arch.json``; ``channel_multiple``: the grid the widths were pruned on (the target's, or round_to)."""
-    return atomic_write_json(path, spec if channel_multiple is None else {**spec, "channel_multiple": channel_multiple})
+def save_arch_spec(path: str | Path, spec: dict[str, Any], channel_multiple: int | None = None,
+                   group_steps: dict[str, int] | None = None) -> Path:
+    """Write ``arch.json``; ``channel_multiple``: the grid the widths were pruned on (the target's, or round_to);
+    ``group_steps``: per-group steps that replaced it (group name → step: a tuned latency model's coarse grid)."""
+    extra = {} if channel_multiple is None else {"channel_multiple": channel_multiple}
+    if group_steps:
+        extra["group_steps"] = dict(group_steps)
+    return atomic_write_json(path, {**spec, **extra})

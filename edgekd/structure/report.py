@@ -18,6 +18,7 @@ import torch
 
 from edgekd.structure.costs import block_costs
 from edgekd.structure.groups import dense_masks
+from edgekd.structure.widths import WidthGrid
 
 if TYPE_CHECKING:
     from edgekd.structure.controller import BudgetController
@@ -48,10 +49,10 @@ def controller_report(controller: BudgetController) -> list[dict[str, Any]]:
     return rows
 
 
-def block_report(controller: BudgetController, masks: list[torch.Tensor], round_to: int = 1
+def block_report(controller: BudgetController, masks: list[torch.Tensor], grid: WidthGrid | int = 1
                  ) -> list[dict[str, Any]]:
     """Per block: requested budget (absolute), alive and dense cost of every kind, channels before / after, and
-    the cost/budget ratio one more ``round_to`` step of growth would reach (``next_step_ratio``, above 1 when
+    the cost/budget ratio one more ``grid`` step of growth would reach (``next_step_ratio``, above 1 when
     nothing more fits)."""
     graph, ownership = controller.graph, controller.ownership
     kinds = list(controller.cost_models)
@@ -67,6 +68,6 @@ def block_report(controller: BudgetController, masks: list[torch.Tensor], round_
             "channels_before": int(sum(int(dense[g.id].sum()) for g in owned)),
             "channels_after": int(sum(int(masks[g.id].sum()) for g in owned)),
             "lambda": state.lam, "met_step": state.met_step,
-            "next_step_ratio": controller.next_step_ratio(name, masks, round_to),
+            "next_step_ratio": controller.next_step_ratio(name, masks, grid),
         })
     return rows

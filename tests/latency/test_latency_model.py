@@ -26,6 +26,7 @@ RUNTIME = {"tvm": "0.27.0.post1", "tvm_ffi": "0.1.14.post0"}
 @pytest.fixture(autouse=True)
 def _own_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEKD_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("EDGEKD_LATENCY_DIR", str(tmp_path / "cache" / "latency" / "models"))
 
 
 def bilinear(a, b):

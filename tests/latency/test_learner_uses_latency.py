@@ -11,7 +11,7 @@ import torch
 from edgekd.config.recipe import DataConfig, DistillConfig, GlobalBudget, StructureConfig, TrainingConfig
 from edgekd.data import build_loaders
 from edgekd.latency.cost import LatencyCost
-from edgekd.latency.design import lattices
+from edgekd.latency.design import coarse_multiples, lattices
 from edgekd.latency.kernels import op_shape
 from edgekd.latency.model import LatencyModel, NetworkKey, Provenance, Table
 from edgekd.learn.distill import CrossEntropyObjective, DistillationObjective
@@ -20,6 +20,7 @@ from edgekd.models import create_model
 from edgekd.structure.costs import FlopCost, ParamCost
 from edgekd.structure.groups import trace_groups
 from edgekd.structure.learner import StructureLearner, no_weight_decay
+from edgekd.structure.widths import group_name
 
 EXPENSIVE = ("features.14.", "features.15.", "features.16.")  # a stage FLOP budgets leave whole here
 
@@ -89,3 +90,36 @@ def test_the_learner_prunes_harder_where_the_latency_model_says_channels_are_exp
     flops_share, latency_share = stage_fraction(by_flops, EXPENSIVE), stage_fraction(by_latency, EXPENSIVE)
     print(f"expensive stage keeps {flops_share:.3f} of its channels under FLOPs, {latency_share:.3f} under latency")
     assert latency_share < flops_share - 0.03  # a learner blind to the model prunes both runs alike
+
+
+def test_a_tuned_models_coarse_grid_is_where_the_learner_lands():
+    """A tuned model measured every kernel of the networks on its per-group grid and none off it: the learner's
+    final widths sit on those steps, still within the latency budget (the fit walks the coarse steps)."""
+    torch.manual_seed(0)
+    student = create_model("mobilenetv2_cifar", width_mult=0.5).eval()
+    graph = trace_groups(student)
+    model = flop_shaped_model(graph, (), factor=1.0)
+    steps = coarse_multiples(graph, grid=8, levels=3)
+    model.multiples = {group_name(graph.groups[g]): step for g, step in steps.items()}
+    latency = LatencyCost(model)
+    with torch.no_grad():  # saliencies to choose by: |γ| spread, none below the threshold (the fit prunes)
+        for bn in (m for m in student.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.weight.uniform_(0.1, 1.0)
+    structure = StructureConfig(cost="latency", global_budget=GlobalBudget(latency=0.6), threshold=0.01,
+                                default="free", round_to=8)
+    learner = StructureLearner(student, structure, graph=graph,
+                               cost_models={"flops": FlopCost(), "params": ParamCost(), "latency": latency})
+    masks = learner.final_masks()
+    pruned = 0
+    for group, mask in zip(graph.groups, masks, strict=True):
+        if group.prunable:
+            width = int(mask.sum())
+            assert width in learner.grid.widths(group.id, group.size), (group_name(group), width)
+            assert learner.grid.step_of(group.id) == steps[group.id]
+            pruned += width < group.size
+    assert pruned >= 3
+    dense = latency.network_ms(graph, [torch.ones(g.size, dtype=torch.bool) for g in graph.groups])
+    assert latency.network_ms(graph, masks) <= 0.6 * dense * (1 + 1e-6)
+    on_fine_grid = learner.final_masks(grid=8)  # the recipe's grid alone: widths the model never measured
+    assert any(int(m.sum()) not in learner.grid.widths(g.id, g.size)
+               for g, m in zip(graph.groups, on_fine_grid, strict=True) if g.prunable)

@@ -24,7 +24,7 @@ def test_pruned_cost_equals_flop_counter_and_weight_count(name, kwargs):
     dense = dense_masks(graph)
     assert network_cost(graph, FlopCost(), dense) == torch_flop_count(model)
     kill_channels(graph, 0.4)
-    masks = final_masks(graph, 1e-2, round_to=4)
+    masks = final_masks(graph, 1e-2, grid=4)
     pruned = prune_model(model, graph, masks).model
     flops, weights = network_cost(graph, FlopCost(), masks), network_cost(graph, ParamCost(), masks)
     assert flops < 0.8 * network_cost(graph, FlopCost(), dense)  # something was really removed

@@ -137,7 +137,7 @@ def test_round_to_and_at_least_one_channel():
     model = randomise_bn(create_model("resnet20_cifar"))
     graph = trace_groups(model)
     kill_channels(graph, 0.97)
-    masks = final_masks(graph, 1e-2, round_to=8)
+    masks = final_masks(graph, 1e-2, grid=8)
     for group, mask in zip(graph.groups, masks, strict=True):
         kept = int(mask.sum())
         assert kept >= 1
