@@ -158,7 +158,8 @@ class Validation(_Strict):
     within_5pct: float = 0.0
     noise_pct: float = 0.0  # median over configurations of the repeat-to-repeat spread (max-min)/median
     rounds: int = 0
-    rows: list[dict] = Field(default_factory=list)  # {widths, predicted_ms, measured_ms, error_pct, spread_pct}
+    # {widths, predicted_ms, measured_ms, error_pct, spread_pct, rounds_ms (each interleaved round's p50)}
+    rows: list[dict] = Field(default_factory=list)
 
 
 class NetworkKey(_Strict):

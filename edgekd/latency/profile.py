@@ -691,7 +691,7 @@ def _validate(raw: list[float], measured: list[float], rounds: list[list[float]]
         within5 += abs(error) <= 0.05
         rows.append({"widths": {str(k): v for k, v in w.items()}, "predicted_ms": round(predicted, 4),
                      "measured_ms": round(y, 4), "error_pct": round(100 * error, 2),
-                     "spread_pct": round(100 * spread, 2)})
+                     "spread_pct": round(100 * spread, 2), "rounds_ms": [round(p, 4) for p in p50s]})
     n = len(raw)
     return Validation(configurations=n, within_10pct=within10 / n if n else 0.0, within_5pct=within5 / n if n else 0.0,
                       noise_pct=round(100 * statistics.median(spreads), 2) if spreads else 0.0, rounds=round_count,
