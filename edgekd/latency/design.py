@@ -27,6 +27,7 @@ import torch
 from edgekd.latency.kernels import OpShape, op_shape
 from edgekd.structure.costs import op_terms
 from edgekd.structure.groups import ChannelGraph, OpInfo
+from edgekd.structure.widths import WidthGrid
 
 __all__ = ["FamilyPlan", "grid_widths", "lattices", "coarse_multiples", "exact_lattices", "random_widths",
            "dense_widths", "masks_for", "op_widths", "op_shapes"]
@@ -56,8 +57,7 @@ class FamilyPlan:
 
 def grid_widths(size: int, grid: int) -> list[int]:
     """Widths a group of ``size`` channels may take on the grid: multiples of ``grid`` below it, and itself."""
-    widths = list(range(grid, size, grid)) if grid < size else []
-    return [*widths, size]
+    return WidthGrid.of(grid).widths(0, size)
 
 
 def _side_range(op: OpInfo, segments, total: int, graph: ChannelGraph, grid: int) -> tuple[int, int]:
@@ -84,15 +84,13 @@ def _levels(low: int, members_high: list[int], grid: int, count: int) -> list[in
     return sorted(v for v in spread if low <= v <= high)
 
 
-def lattices(graph: ChannelGraph, grid: int, levels: int = 6, fused: dict[str, tuple[str, ...]] | None = None
-             ) -> list[FamilyPlan]:
-    """The families of ``graph``'s ops and the lattice of each (``levels`` grid widths per varying axis at least);
-    ``fused``: each op's epilogue (:func:`edgekd.latency.fusion.epilogues`)."""
+def lattices(graph: ChannelGraph, grid: int, levels: int = 6) -> list[FamilyPlan]:
+    """The families of ``graph``'s ops and the lattice of each (``levels`` grid widths per varying axis at least)."""
     plans: dict[str, FamilyPlan] = {}
     lows: dict[str, list[int]] = {}
     highs: dict[str, tuple[list[int], list[int]]] = {}
     for op in graph.ops:
-        shape = op_shape(op, epilogue=(fused or {}).get(op.name))
+        shape = op_shape(op)
         plan = plans.setdefault(shape.family, FamilyPlan(shape.family, shape))
         plan.ops.append(op.name)
         in_low, in_high = _side_range(op, op.in_segments, op.in_channels, graph, grid)
@@ -109,13 +107,15 @@ def lattices(graph: ChannelGraph, grid: int, levels: int = 6, fused: dict[str, t
     return list(plans.values())
 
 
-def coarse_multiples(graph: ChannelGraph, grid: int, levels: int) -> dict[int, int]:
-    """Per prunable group, the smallest multiple of ``grid`` that leaves it at most ``levels`` widths (CIFAR
-    MobileNetV2, grid 8, 5 levels: a 96-channel group takes 24, 48, 72, 96; a 576-channel one 120 … 480, 576)."""
-    return {g.id: grid * max(1, math.ceil(g.size / (grid * levels))) for g in graph.groups if g.prunable}
+def coarse_multiples(graph: ChannelGraph, grid: int, levels: int) -> WidthGrid:
+    """The grid whose step for each prunable group is the smallest multiple of ``grid`` that leaves it at most
+    ``levels`` widths (CIFAR MobileNetV2, grid 8, 5 levels: a 96-channel group takes 24, 48, 72, 96; a 576-channel
+    one 120 … 480, 576)."""
+    return WidthGrid(step=grid, steps={g.id: grid * max(1, math.ceil(g.size / (grid * levels)))
+                                       for g in graph.groups if g.prunable})
 
 
-def _side_widths(op: OpInfo, segments, total: int, graph: ChannelGraph, multiples: dict[int, int]) -> list[int]:
+def _side_widths(op: OpInfo, segments, total: int, graph: ChannelGraph, grid: WidthGrid) -> list[int]:
     """Every channel count one side of ``op`` takes over its groups' coarse widths (the first ``w`` channels of a
     group alive, as :func:`masks_for` keeps them)."""
     if op.kind == "dwconv" and segments:
@@ -123,7 +123,7 @@ def _side_widths(op: OpInfo, segments, total: int, graph: ChannelGraph, multiple
         total = segments[0].module_idx.numel()
     fixed = total - sum(s.module_idx.numel() for s in segments)
     groups = sorted({s.group for s in segments if graph.groups[s.group].prunable})
-    choices = [grid_widths(graph.groups[g].size, multiples[g]) for g in groups]
+    choices = [grid.widths(g, graph.groups[g].size) for g in groups]
     widths = set()
     for combo in itertools.product(*choices):
         width = dict(zip(groups, combo, strict=True))
@@ -132,20 +132,21 @@ def _side_widths(op: OpInfo, segments, total: int, graph: ChannelGraph, multiple
     return sorted(widths)
 
 
-def exact_lattices(graph: ChannelGraph, multiples: dict[int, int], fused: dict[str, tuple[str, ...]] | None = None
+def exact_lattices(graph: ChannelGraph, grid: WidthGrid, fused: dict[str, tuple[str, ...]] | None = None
                    ) -> list[FamilyPlan]:
-    """The families of ``graph``'s ops with, per axis, every width a member op takes when each group sits on its
-    coarse grid (``multiples``, :func:`coarse_multiples`): any network on that grid is made of lattice points."""
+    """The families of ``graph``'s ops with, per axis, every width a member op takes when each group sits on
+    ``grid`` (:func:`coarse_multiples`): any network on that grid is made of lattice points; ``fused``: each op's
+    epilogue (:func:`edgekd.latency.fusion.epilogues`)."""
     plans: dict[str, FamilyPlan] = {}
     for op in graph.ops:
         shape = op_shape(op, epilogue=(fused or {}).get(op.name))
         plan = plans.setdefault(shape.family, FamilyPlan(shape.family, shape))
         plan.ops.append(op.name)
-        plan.a_out = sorted({*plan.a_out, *_side_widths(op, op.out_segments, op.out_channels, graph, multiples)})
+        plan.a_out = sorted({*plan.a_out, *_side_widths(op, op.out_segments, op.out_channels, graph, grid)})
         if plan.depthwise:
             plan.a_in = [0]
         else:
-            plan.a_in = sorted({*plan.a_in, *_side_widths(op, op.in_segments, op.in_channels, graph, multiples)})
+            plan.a_in = sorted({*plan.a_in, *_side_widths(op, op.in_segments, op.in_channels, graph, grid)})
     return list(plans.values())
 
 
@@ -153,11 +154,10 @@ def dense_widths(graph: ChannelGraph) -> dict[int, int]:
     return {g.id: g.size for g in graph.groups if g.prunable}
 
 
-def random_widths(graph: ChannelGraph, grid: int, rng: random.Random, multiples: dict[int, int] | None = None
-                  ) -> dict[int, int]:
-    """One width per prunable group, uniform over the group's grid widths (``multiples``: each group's own grid)."""
-    return {g.id: rng.choice(grid_widths(g.size, (multiples or {}).get(g.id, grid)))
-            for g in graph.groups if g.prunable}
+def random_widths(graph: ChannelGraph, grid: WidthGrid | int, rng: random.Random) -> dict[int, int]:
+    """One width per prunable group, uniform over the group's widths on ``grid``."""
+    grid = WidthGrid.of(grid)
+    return {g.id: rng.choice(grid.widths(g.id, g.size)) for g in graph.groups if g.prunable}
 
 
 def masks_for(graph: ChannelGraph, widths: dict[int, int]) -> list[torch.Tensor]:
@@ -175,7 +175,6 @@ def op_widths(graph: ChannelGraph, masks: list[torch.Tensor]) -> dict[str, tuple
     return {op.name: (int(t.a_in), int(t.a_out)) for op, t in zip(graph.ops, op_terms(graph, masks), strict=True)}
 
 
-def op_shapes(graph: ChannelGraph, masks: list[torch.Tensor], fused: dict[str, tuple[str, ...]] | None = None
-              ) -> dict[str, OpShape]:
+def op_shapes(graph: ChannelGraph, masks: list[torch.Tensor]) -> dict[str, OpShape]:
     widths = op_widths(graph, masks)
-    return {op.name: op_shape(op, *widths[op.name], epilogue=(fused or {}).get(op.name)) for op in graph.ops}
+    return {op.name: op_shape(op, *widths[op.name]) for op in graph.ops}

@@ -19,9 +19,7 @@ import warnings
 import torch
 from torch import nn
 
-__all__ = ["EPILOGUE_OPS", "epilogues"]
-
-EPILOGUE_OPS = ("relu6", "relu", "add", "radd", "add_input", "radd_input")
+__all__ = ["epilogues"]
 
 _CONVS = {"aten.conv2d.default", "aten.linear.default"}
 _NORMS = {"aten.batch_norm.default", "aten._native_batch_norm_legit_no_training.default"}

@@ -24,8 +24,8 @@ from torch import nn
 
 from edgekd.structure.groups import OpInfo
 
-__all__ = ["OpShape", "Kernel", "op_shape", "family_key", "op_module", "op_tasks", "network_tasks", "build_kernels",
-           "build_tasks"]
+__all__ = ["OpShape", "Kernel", "op_shape", "default_epilogue", "family_key", "op_module", "op_tasks",
+           "network_tasks", "build_kernels", "build_tasks"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def op_shape(op: OpInfo, a_in: int | None = None, a_out: int | None = None,
     as :func:`edgekd.latency.fusion.epilogues` found it (None: a conv's ``relu6``, nothing after a linear)."""
     module = op.module
     if epilogue is None:
-        epilogue = () if op.kind == "linear" else ("relu6",)
+        epilogue = default_epilogue(op.kind)
     if op.kind == "linear":
         shape = OpShape("linear", (1, 1), (1, 1), (0, 0), (1, 1), 1, (1, 1), op.in_channels, op.out_channels,
                         tuple(epilogue))
@@ -88,11 +88,15 @@ def op_shape(op: OpInfo, a_in: int | None = None, a_out: int | None = None,
     return shape.at(shape.a_in if a_in is None else a_in, shape.a_out if a_out is None else a_out)
 
 
+def default_epilogue(kind: str) -> tuple[str, ...]:
+    """What an op is measured with when its network's fusion is not known: a conv's ReLU6, nothing after a linear."""
+    return () if kind == "linear" else ("relu6",)
+
+
 def family_key(shape: OpShape) -> str:
     """Ops whose kernels differ only in channel counts share a family (and one fitted latency function); an
     epilogue other than the default (a conv's ``relu6``, a linear's nothing) is part of the key."""
-    default = () if shape.kind == "linear" else ("relu6",)
-    tail = "" if shape.epilogue == default else "-" + "+".join(shape.epilogue or ("none",))
+    tail = "" if shape.epilogue == default_epilogue(shape.kind) else "-" + "+".join(shape.epilogue or ("none",))
     if shape.kind == "linear":
         return "linear" + tail
     k, s, p, d = shape.kernel, shape.stride, shape.padding, shape.dilation

@@ -20,22 +20,21 @@ How (the numbers behind the choice are in ``docs/benchmarks.md``):
    fit, give the share predicted within ±10% and ±5%.
 
 Tuned mode (``mode="tuned"``, the mode deployed artifacts use): each tuned kernel is one draw of a few trials, and
-neighbouring widths' draws scatter 2-4x around their trend, so no table through some widths predicts the kernels
-of others (measured: 50-65% of 20 networks within ±10%, where the sum of each network's *own* kernels gave 100%).
-So tuned mode measures exactly the kernels networks will have: every prunable group gets a coarser multiple of the
-grid that leaves it ``levels`` widths (:func:`~edgekd.latency.design.coarse_multiples`), the lattice is every
-width each op takes on that grid (:func:`~edgekd.latency.design.exact_lattices`), and each op is built with the
-elementwise ops its network fuses after it (:mod:`edgekd.latency.fusion`: a projection conv has no ReLU6, a
-residual block's adds its input), so a lattice kernel *is* the network's kernel — the same workload, the same
-database record. Before a lattice point is measured, its tasks are tuned into the board's database with
-``tune_trials`` trials each (:class:`_Tuning`, MetaSchedule timed on the board, chunks of 64 tasks, resumable
-through the ledger), and its kernels are built with the best schedules; every whole network is compiled as
-``edgekd compile --device`` would (a task the lattice missed would be tuned there and counted in
-``stats["tasks_tuned"]``). The model records the coarse grid (``multiples``) and a digest of its lattice tasks'
-ledger entries: a later compile that tunes one of them again makes the model stale; tuning other networks into
-the database does not. Untuned kernels are deterministic staircases that interpolation between the fine grid's
-levels follows (100% of 40 within ±10%), so untuned mode keeps the channel grid and the lattice of
-:func:`~edgekd.latency.design.lattices`.
+neighbouring widths' draws scatter 2-4x around their trend, so no table through some widths predicts the kernels of
+others (measured: 50-65% of 20 networks within ±10%, where the sum of each network's *own* kernels gave 100%). So
+tuned mode measures exactly the kernels networks will have: every prunable group gets a coarser multiple of the grid
+that leaves it ``levels`` widths (:func:`~edgekd.latency.design.coarse_multiples`), the lattice is every width each
+op takes on that grid (:func:`~edgekd.latency.design.exact_lattices`), and each op is built with the elementwise ops
+its network fuses after it (:mod:`edgekd.latency.fusion`: a projection conv has no ReLU6, a residual block's adds
+its input), so a lattice kernel *is* the network's kernel — the same workload, the same database record. Before a
+lattice point is measured, its tasks are tuned into the board's database with ``tune_trials`` trials each
+(:class:`_Tuning`, MetaSchedule timed on the board, chunks of 64 tasks, resumable through the ledger), and its
+kernels are built with the best schedules; every whole network is compiled as ``edgekd compile --device`` would (its
+conv / linear kernels that are not lattice tasks are counted in ``stats["network_kernels_missed"]``, and would be
+tuned there). The model records the coarse grid (``multiples``) and a digest of its lattice tasks' ledger entries: a
+later compile that tunes one of them again makes the model stale; tuning other networks into the database does not.
+Untuned kernels are deterministic staircases that interpolation between the fine grid's levels follows (100% of 40
+within ±10%), so untuned mode keeps the channel grid and the lattice of :func:`~edgekd.latency.design.lattices`.
 
 An emulated board is refused (its timings are the emulator's, not latency).
 """
@@ -101,7 +100,7 @@ from edgekd.learn.progress import task_progress
 from edgekd.paths import cache_dir
 from edgekd.structure.groups import ChannelGraph, trace_groups
 from edgekd.structure.prune import prune_model
-from edgekd.structure.widths import group_name
+from edgekd.structure.widths import WidthGrid
 
 __all__ = ["ProfileOptions", "profile_network", "kernel_sums", "runtime_versions", "predict_raw", "fit_calibration"]
 
@@ -538,17 +537,17 @@ class _Profiler:
                               "profile a real board (or the host: --device local)")
         opts = self.options
         graph = trace_groups(self.model, self.input_shape)
-        multiples: dict[int, int] = {}
+        grid = WidthGrid.of(opts.grid)
         if opts.mode == "tuned":  # every kernel of every network on the coarse grid is a lattice point (module doc)
-            multiples = coarse_multiples(graph, opts.grid, opts.levels)
-            plans = exact_lattices(graph, multiples, epilogues(self.model, self.input_shape))
+            grid = coarse_multiples(graph, opts.grid, opts.levels)
+            plans = exact_lattices(graph, grid, epilogues(self.model, self.input_shape))
         else:
             plans = lattices(graph, opts.grid, opts.levels)
         ops = {name: plan.family for plan in plans for name in plan.ops}
         rng = random.Random(opts.seed)
         # Held out first: the same seed and count give the same held-out set whatever the calibration count
-        heldout = [random_widths(graph, opts.grid, rng, multiples) for _ in range(opts.heldout)]
-        calibration = [random_widths(graph, opts.grid, rng, multiples) for _ in range(opts.calibration)]
+        heldout = [random_widths(graph, grid, rng) for _ in range(opts.heldout)]
+        calibration = [random_widths(graph, grid, rng) for _ in range(opts.calibration)]
         started = time.perf_counter()
         with connect(self.device) as conn:
             facts, board, threads = self._board(conn)
@@ -574,8 +573,7 @@ class _Profiler:
             timer={"number": opts.timer.number, "repeat": opts.timer.repeat, "min_repeat_ms": opts.timer.min_repeat_ms,
                    "passes": opts.passes},
             created=utc_now(), edgekd=importlib.metadata.version("edgekd"))
-        named = {group_name(graph.groups[g]): m for g, m in multiples.items()}
-        return LatencyModel(network=self.network, grid=opts.grid, multiples=named,
+        return LatencyModel(network=self.network, grid=opts.grid, multiples=grid.named_steps(graph),
                             ops=ops, tables=tables, calibration=cal,
                             provenance=provenance, validation=validation, stats=self.stats,
                             dense_ms=cal.alpha * dense_raw + cal.beta_ms)

@@ -99,8 +99,9 @@ def test_a_tuned_models_coarse_grid_is_where_the_learner_lands():
     student = create_model("mobilenetv2_cifar", width_mult=0.5).eval()
     graph = trace_groups(student)
     model = flop_shaped_model(graph, (), factor=1.0)
-    steps = coarse_multiples(graph, grid=8, levels=3)
-    model.multiples = {group_name(graph.groups[g]): step for g, step in steps.items()}
+    coarse = coarse_multiples(graph, grid=8, levels=3)
+    steps = coarse.steps
+    model.multiples = coarse.named_steps(graph)
     latency = LatencyCost(model)
     with torch.no_grad():  # saliencies to choose by: |γ| spread, none below the threshold (the fit prunes)
         for bn in (m for m in student.modules() if isinstance(m, torch.nn.BatchNorm2d)):
