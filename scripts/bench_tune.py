@@ -39,7 +39,10 @@ together (learn steps from ``tune.json``, finetune steps from each round's ``fin
 So ``edgekd_tune`` runs first in each (target, seed).
 
 Every final network is compiled with ``--tune-trials`` (:func:`edgekd.pipeline.measure.compile_for_board`; the
-target's tuning database is shared, so tasks tuned once are reused) and benched ``--repeats`` interleaved rounds
+target's tuning database is shared, so tasks tuned once are reused), or with ``--tune-trials-per-task`` for every
+task — the default with ``--profile-mode tuned``: ``--profile-trials``, so every method's kernels are tuned exactly
+as the latency model's lattice was (edgekd tune's networks, on the model's coarse grid, find every task tuned) — and
+benched ``--repeats`` interleaved rounds
 beside the dense artifact, with ONNX Runtime timed on the same board after each TVM run (``BenchOptions.baselines``);
 medians. Every row goes to the results store tagged ``bench: tune``, ``method``, ``bench_target`` (A/B: the row's own
 ``target`` column is the compile target), ``seed``, ``bench_role`` (dense, floor, candidate).
@@ -111,7 +114,7 @@ from edgekd.models.counting import count_model  # noqa: E402
 from edgekd.models.io import ModelArch, for_inference, load_model, save_model  # noqa: E402
 from edgekd.paths import cache_dir  # noqa: E402
 from edgekd.pipeline.compress import finetune  # noqa: E402
-from edgekd.pipeline.latency import ensure_latency_model, floor_widths, latency_device  # noqa: E402
+from edgekd.pipeline.latency import ensure_latency_model, floor_widths, latency_device, learning_grid  # noqa: E402
 from edgekd.pipeline.measure import bench_tagged, compile_for_board, paired_share, summarize  # noqa: E402
 from edgekd.pipeline.train import model_arch, objective_for  # noqa: E402
 from edgekd.pipeline.tune import TUNE_FILE, TuneResult  # noqa: E402
@@ -236,7 +239,8 @@ def floor_model(ctx: Bench, path: Path) -> Path:
     if not path.is_file():
         teacher = copy.deepcopy(ctx.teacher).eval()
         graph = trace_groups(teacher, ctx.loaders.input_shape)
-        floor = floor_widths(graph, BlockOwnership.free(graph), GRID)  # edgekd tune's, for a recipe without blocks
+        # edgekd tune's floor for a recipe without blocks, on its grid (a tuned model's coarse steps, or GRID)
+        floor = floor_widths(graph, BlockOwnership.free(graph), learning_grid(graph, tune_recipe(ctx, 0), ctx.cost))
         pruned = prune_model(teacher, graph, masks_for(graph, floor)).model
         save_model(path, pruned, ctx.arch, extra={"stage": "floor"})
     return path
@@ -256,7 +260,8 @@ def tags(method: str, target: str | None, seed: int | None, role: str) -> dict[s
 
 
 def compile_artifact(ctx: Bench, model: Path, out: Path) -> Path:
-    return compile_for_board(model, ctx.entry, ctx.profile, out, ctx.args.tune_trials, ctx.say)
+    return compile_for_board(model, ctx.entry, ctx.profile, out, ctx.args.tune_trials, ctx.say,
+                             trials_per_task=ctx.args.tune_trials_per_task)
 
 
 def bench_runtimes(ctx: Bench, artifacts: list[Path], row_tags: list[dict[str, Any]],
@@ -300,6 +305,7 @@ def measure_reference(ctx: Bench) -> dict[str, Any]:
     reference = {
         "device": ctx.entry.name, "target": ctx.profile.name, "cpu_model": first.probe.cpu_model,
         "threads": first.threads, "governor": first.probe.governor, "tune_trials": ctx.args.tune_trials,
+        "tune_trials_per_task": ctx.args.tune_trials_per_task,
         "measured": datetime.now(UTC).isoformat(timespec="seconds"),
         "dense_artifact": str(dense), "floor_artifact": str(floor),
         "dense_p50_ms": p50(dense_m), "dense_p50s": [r.timing_ms["p50"] for r in dense_m["tvm"]],
@@ -661,7 +667,8 @@ def table_rows(cells: list[dict[str, Any]], reference: dict[str, Any], teacher: 
     rows = [f"| dense teacher | - | 1 | {acc} | {reference['dense_p50_ms']:.3f} | - | 1 | "
             f"{one(reference['dense_onnxruntime_p50_ms'])} | {dense['flops'] / 1e6:.2f} | "
             f"{dense['params'] / 1e3:.1f} | - | - | - | 1.00 | - | - |",
-            f"| smallest network (8 channels a group, untrained) | - | 1 | - | {reference['floor_p50_ms']:.3f} | - | "
+            f"| smallest network (one grid step a group, untrained) | - | 1 | - | {reference['floor_p50_ms']:.3f} | "
+            "- | "
             f"{reference['floor_p50_ms'] / reference['dense_p50_ms']:.3f} | "
             f"{one(reference['floor_onnxruntime_p50_ms'])} | {floor['flops'] / 1e6:.2f} | "
             f"{floor['params'] / 1e3:.1f} | - | - | - | - | - | - |"]
@@ -686,6 +693,13 @@ def table_rows(cells: list[dict[str, Any]], reference: dict[str, Any], teacher: 
     return rows
 
 
+def trials_text(reference: dict[str, Any]) -> str:
+    per_task = reference.get("tune_trials_per_task")
+    if per_task:
+        return f"{per_task} MetaSchedule trials a task (tasks the database already has as many for reused)"
+    return f"{reference['tune_trials']} MetaSchedule trials"
+
+
 def write_report(args) -> None:
     reference_file = args.out / "reference.json"
     if not reference_file.is_file():
@@ -705,15 +719,16 @@ def write_report(args) -> None:
         f"CPU scale: teacher {TEACHER.name} x{TEACHER.kwargs['width_mult']} trained {run.get('teacher_steps', '?')} "
         f"steps on {run.get('train_subset', '?')} CIFAR-10 training images (1,000 more held out for validation); "
         f"test = the first {run.get('test_subset', '?')} images of the held-out split; batch 64. Every network is "
-        f"compiled with {reference['tune_trials']} MetaSchedule trials and benched in {run.get('repeats', '?')} "
+        f"compiled with {trials_text(reference)} and benched in {run.get('repeats', '?')} "
         "interleaved rounds beside the dense artifact, ONNX Runtime timed on the same board after each TVM run "
         "(same `model.onnx`, same threads); medians of the rounds' p50.", "",
         f"Targets: A = {SHARE_A} × the dense p50 = {goals['A']:.3f} ms; B = min({SHARE_B} × the dense p50, "
         f"{FLOOR_HEADROOM} × the smallest network's p50) = {goals['B']:.3f} ms.", "",
         "- `edgekd_tune`: `edgekd tune --latency-ratio SHARE` (the target's share of the reference dense p50: each "
         "round's verdict against the dense p50 of its own interleaved bench; cells before stop 28 ran "
-        "`--latency-ms TARGET`, `detail.latency_ratio` absent) on a recipe without blocks (every group free, round_to "
-        f"8, latency cost), STEPS structure-learning + STEPS KD-finetuning steps a round, at most "
+        "`--latency-ms TARGET`, `detail.latency_ratio` absent) on a recipe without blocks (every group free, latency "
+        "cost; widths on round_to 8, or on a tuned model's coarser per-group steps), STEPS structure-learning + "
+        "STEPS KD-finetuning steps a round, at most "
         f"{run.get('max_rounds', '?')} rounds; rounds = rounds it used.",
         "- `compress_flops`: `edgekd compress` with a global FLOP budget = the target's share of the dense p50.",
         "- `torch_pruning`: Torch-Pruning L1 magnitude pruning of the teacher, one ratio for every layer (round_to 8, "
@@ -736,7 +751,7 @@ def write_report(args) -> None:
         "met (ms) | met (same bench) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *table_rows(cells, reference, teacher), "",
-        "Caveats: the latency model predicts untuned kernels (held out: "
+        f"Caveats: the latency model predicts {model.get('mode', 'untuned')} kernels (held out: "
         f"{_share(heldout.get('within_10pct'))} within ±10% over {heldout.get('configurations', '?')} networks, "
         f"model of {str(model.get('created', '?'))[:10]}), so `compress_flops` and a `model`-sized baseline are sized "
         "by shares, not milliseconds; only `edgekd_tune` and a `board`-sized baseline have seen the board before "
@@ -773,7 +788,8 @@ def record_run(args) -> None:
     atomic_write_json(args.out / "run.json", {
         "command": command, "started": datetime.now(UTC).isoformat(timespec="seconds"), "device": args.device,
         **{key: getattr(args, key) for key in ("steps", "finetune_steps", "teacher_steps", "train_subset",
-                                               "test_subset", "repeats", "max_rounds", "tune_trials")}})
+                                               "test_subset", "repeats", "max_rounds", "tune_trials",
+                                               "tune_trials_per_task", "profile_mode", "profile_trials")}})
 
 
 def parse_args() -> argparse.Namespace:
@@ -793,6 +809,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--test-subset", type=int, default=2000)
     parser.add_argument("--max-rounds", type=int, default=3, help="edgekd tune's rounds at most")
     parser.add_argument("--tune-trials", type=int, default=500, help="MetaSchedule trials of every compile")
+    parser.add_argument("--tune-trials-per-task", type=int, default=None,
+                        help="instead of spreading --tune-trials, give every task of every compile this many "
+                             "(default: --profile-trials with --profile-mode tuned, so that every method's kernels "
+                             "are tuned as the latency model's lattice was)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved bench rounds per measurement")
     parser.add_argument("--runs", type=int, default=50, help="timed runs per runner invocation (at least)")
     parser.add_argument("--min-seconds", type=float, default=1.0, help="seconds per runner invocation (at least)")
@@ -826,6 +846,8 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     args.out = args.out.expanduser()
+    if args.tune_trials_per_task is None and args.profile_mode == "tuned":
+        args.tune_trials_per_task = args.profile_trials
     if args.report_only:
         write_report(args)
         return

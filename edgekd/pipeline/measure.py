@@ -28,14 +28,17 @@ __all__ = ["Measured", "compile_for_board", "bench_tagged", "summarize", "paired
 
 
 def compile_for_board(model: str | Path, device: Device, profile: TargetProfile, out: Path, tune_trials: int,
-                      say: Callable[[str], None] | None = None) -> Path:
-    """``model`` compiled for ``profile`` into ``out`` with ``tune_trials`` MetaSchedule trials timed on ``device``
-    (kept as it is when ``out`` already holds a complete artifact)."""
+                      say: Callable[[str], None] | None = None, trials_per_task: int | None = None) -> Path:
+    """``model`` compiled for ``profile`` into ``out`` with ``tune_trials`` MetaSchedule trials timed on ``device``,
+    or ``trials_per_task`` for each task the target's database has fewer for (kept as it is when ``out`` already
+    holds a complete artifact)."""
     if (out / MANIFEST_NAME).is_file():
         return out
     if say is not None:
-        say(f"compile {model} for {profile.name} ({tune_trials} tuning trials)")
-    return compile_on_device(model, profile, out, CompileOptions(tune_trials=tune_trials), device=device).path
+        trials = f"{trials_per_task} tuning trials a task" if trials_per_task else f"{tune_trials} tuning trials"
+        say(f"compile {model} for {profile.name} ({trials})")
+    options = CompileOptions(tune_trials=tune_trials, tune_trials_per_task=trials_per_task)
+    return compile_on_device(model, profile, out, options, device=device).path
 
 
 def bench_tagged(device: Device, artifacts: list[Path], tags: list[dict[str, Any]], repeats: int,

@@ -109,3 +109,33 @@ def test_the_table_judges_each_cell_in_milliseconds_and_against_the_dense_networ
     [row] = [r for r in bench_tune.table_rows([paired], reference, None) if r.startswith("| torch_pruning")]
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[6] == "0.600 ± 0.000" and cells[-1] == "1/1"  # rounds 0.60, 0.564, 0.63: median 0.60
+
+
+def test_the_floor_is_edgekd_tunes_on_a_tuned_models_coarse_grid(bench_tune, tmp_path):
+    """The bench's smallest network (target B's anchor, copied into every tune run as its floor) sits one step of
+    the latency model's grid a group: with a tuned model, each group's coarse step, not the channel grid's 8."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from edgekd.config.recipe import DataConfig
+    from edgekd.latency.design import coarse_multiples
+    from edgekd.models import create_model
+    from edgekd.models.io import ModelArch, load_model
+    from edgekd.structure.groups import trace_groups
+
+    shape = (1, 3, 32, 32)
+    teacher = create_model("mobilenetv2_cifar", num_classes=10, width_mult=0.5).eval()
+    graph = trace_groups(teacher, shape)
+    coarse = coarse_multiples(graph, 8, 3)  # a 3-level grid: steps of 8 … 432 over the groups
+    cost = SimpleNamespace(group_steps=coarse.named_steps(graph))
+    args = SimpleNamespace(steps=2, finetune_steps=None, data_config=DataConfig(dataset="cifar10"))
+    ctx = SimpleNamespace(teacher=teacher, loaders=SimpleNamespace(input_shape=shape), cost=cost, args=args, batches=1,
+                          arch=ModelArch("mobilenetv2_cifar", {"width_mult": 0.5}, shape, 10))
+    floor = load_model(bench_tune.floor_model(ctx, tmp_path / "floor.pt")).model
+    pruned = trace_groups(floor, shape)
+    prunable = [g for g in graph.groups if g.prunable]
+    assert any(coarse.step_of(g.id) > 8 for g in prunable)  # the coarse grid differs from the channel grid
+    widths = {g.id: g.size for g in pruned.groups}
+    assert [widths[g.id] for g in prunable] == [coarse.smallest(g.id, g.size) for g in prunable]
+    assert floor(torch.zeros(shape)).shape == (1, 10)
