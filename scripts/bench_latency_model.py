@@ -1,15 +1,17 @@
 """How well edgekd's per-board latency model predicts, and what it costs to build (issue 9's benchmark).
 
-    .venv/bin/python scripts/bench_latency_model.py [--families quickstart mbv2] [--device local]
-                                                    [--heldout 40] [--out ~/.cache/edgekd/bench-latency]
+    .venv/bin/python scripts/bench_latency_model.py [--families quickstart mbv2] [--modes untuned tuned]
+                                                    [--device local | --loopback] [--heldout 40]
+                                                    [--out ~/.cache/edgekd/bench-latency]
 
 For each network family (``quickstart``: the quickstart recipe's MobileNetV2 x0.5 on 32x32 shapes; ``mbv2``: the
-``mbv2`` recipe's CIFAR MobileNetV2 x1.0) and mode (``untuned``), ``edgekd latency profile`` runs on the device
-(``local`` = this host, a real board; a loopback SSH device gives the same numbers through SSH) and the cell
+``mbv2`` recipe's CIFAR MobileNetV2 x1.0) and mode (``untuned``, ``tuned``: the lattice tuned first, ``--tune-trials``
+a task), ``edgekd latency profile`` runs on the device (``local`` = this host, a real board; ``--loopback``: this
+host through a real sshd on 127.0.0.1, the whole SSH path, its tuning database the board's own) and the cell
 records: profiling time by phase, lattice points and kernels measured, lattice refinements, calibration, the
 share of held-out grid configurations predicted within ±10% and ±5% of their measured p50 (median of interleaved
 rounds), the noise floor (median round-to-round spread), and the measured table of one pointwise family (the
-staircase in channel count). Tuned mode is listed with the reason it is not measured yet.
+staircase in channel count).
 
 Resumable: finished cells are kept in ``OUT/cells/<family>-<mode>.json`` (outside the work tree) and skipped; an
 interrupted profile re-measures only what is missing (kernel points are cached by content in the user cache).
@@ -44,7 +46,7 @@ def run_cell(family: str, mode: str, args) -> dict:
     options = api.ProfileOptions(mode=mode, levels=args.levels, refine=args.refine, calibration=args.calibration,
                                  heldout=args.heldout, rounds=args.rounds, seed=0, tune_trials=args.tune_trials)
     started = time.perf_counter()
-    model = api.profile_recipe(recipe, args.device, options)
+    model = api.profile_recipe(recipe, args.board or args.device, options)
     wall = time.perf_counter() - started
     pointwise = max((t for name, t in model.tables.items() if name.startswith("conv-k1x1")),
                     key=lambda t: len(t.a_in) * len(t.a_out))
@@ -106,6 +108,8 @@ def main() -> None:
     parser.add_argument("--tune-trials", type=int, default=api.ProfileOptions.tune_trials,
                         help="tuned mode: MetaSchedule trials per task (lattice kernels and networks' new tasks)")
     parser.add_argument("--device", default="local")
+    parser.add_argument("--loopback", action="store_true",
+                        help="profile through a loopback sshd board (device 'loop', set up under OUT/loopback-board)")
     parser.add_argument("--levels", type=int, default=api.ProfileOptions.levels)
     parser.add_argument("--refine", type=int, default=api.ProfileOptions.refine)
     parser.add_argument("--calibration", type=int, default=6)
@@ -114,6 +118,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=cache_dir() / "bench-latency")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
+    args.board, server = None, None
+    if args.loopback:
+        from edgekd.testing.boards import loopback_board
+
+        server, args.board = loopback_board(args.out / "loopback-board", "loop")
+        args.device = args.board.name
+    try:
+        profile_all(args)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def profile_all(args) -> None:
     command = "python scripts/bench_latency_model.py " + " ".join(sys.argv[1:])
     cells = []
     for family in args.families:
