@@ -29,7 +29,7 @@ from edgekd.structure.costs import op_terms
 from edgekd.structure.groups import ChannelGraph, OpInfo
 from edgekd.structure.widths import WidthGrid
 
-__all__ = ["FamilyPlan", "grid_widths", "lattices", "coarse_multiples", "exact_lattices", "random_widths",
+__all__ = ["FamilyPlan", "lattices", "coarse_multiples", "exact_lattices", "random_widths",
            "dense_widths", "masks_for", "op_widths", "op_shapes"]
 
 
@@ -53,11 +53,6 @@ class FamilyPlan:
         if self.depthwise:
             return [(0, b) for b in self.a_out]
         return [(a, b) for a in self.a_in for b in self.a_out]
-
-
-def grid_widths(size: int, grid: int) -> list[int]:
-    """Widths a group of ``size`` channels may take on the grid: multiples of ``grid`` below it, and itself."""
-    return WidthGrid.of(grid).widths(0, size)
 
 
 def _side_range(op: OpInfo, segments, total: int, graph: ChannelGraph, grid: int) -> tuple[int, int]:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from edgekd.errors import ConfigError
-from edgekd.latency.design import grid_widths, lattices
+from edgekd.latency.design import lattices
 from edgekd.latency.model import LatencyModel, NetworkKey, Provenance, Table, fit_surface, interpolate
 from edgekd.latency.profile import fit_calibration
 from edgekd.latency.store import (
@@ -19,6 +19,7 @@ from edgekd.latency.store import (
 )
 from edgekd.models import create_model
 from edgekd.structure.groups import trace_groups
+from edgekd.structure.widths import WidthGrid
 
 RUNTIME = {"tvm": "0.27.0.post1", "tvm_ffi": "0.1.14.post0"}
 
@@ -106,7 +107,7 @@ def test_the_lattice_covers_every_op_from_the_smallest_width_to_the_full_one():
             if not plan.depthwise:
                 assert plan.a_in[-1] >= op.in_channels
         assert all(v % 8 == 0 or v in {graph.op(n).out_channels for n in plan.ops} for v in plan.a_out)
-    assert grid_widths(20, 8) == [8, 16, 20] and grid_widths(4, 8) == [4]
+    assert WidthGrid(step=8).widths(0, 20) == [8, 16, 20] and WidthGrid(step=8).widths(0, 4) == [4]
 
 
 def _model(tmp_path, device="board", mode="untuned", runtime=RUNTIME, **provenance) -> LatencyModel:
