@@ -41,6 +41,9 @@ def compress(recipe: str = typer.Option(None, "--recipe", "-r",
              tune_trials: int = typer.Option(0, "--tune-trials", min=0,
                                              help="With --device: MetaSchedule trials of the compile (0 = untuned)."),
              repeats: int = typer.Option(3, "--repeats", min=1, help="With --device: bench repeats (median)."),
+             latency_mode: str = typer.Option("untuned", "--latency-mode",
+                                              help="With --device and latency budgets: the board's untuned or tuned "
+                                                   "latency model (`edgekd latency profile --mode`)."),
              resume: bool = ResumeOpt, json_: bool = JsonOpt,
              report: bool = typer.Option(False, "--report", help="Write the HTML report of the run at the end.")
              ) -> None:
@@ -53,7 +56,7 @@ def compress(recipe: str = typer.Option(None, "--recipe", "-r",
     if model is not None:
         result = api.compress_model(model, budget or [], data=data, dataset=dataset, checkpoint=checkpoint or teacher,
                                     input_shape=input_shape, overrides=set_, out=out, target=target, resume=resume,
-                                    device=device, measure=measure,
+                                    device=device, measure=measure, latency_mode=latency_mode,
                                     on_recipe=lambda path: console.print(f"recipe saved to {path}", markup=False,
                                                                          soft_wrap=True))
     else:
@@ -63,7 +66,7 @@ def compress(recipe: str = typer.Option(None, "--recipe", "-r",
                 raise api.ConfigError(f"compress: {flag} goes with --model; with --recipe set it in the recipe")
         resolved = api.load_recipe(recipe, overrides=set_, data_root=data)
         result = api.compress(resolved, out=out, teacher=teacher, target=target, resume=resume, device=device,
-                              measure=measure)
+                              measure=measure, latency_mode=latency_mode)
     written = api.build_report(result.run_dir) if report else None
     _say_measured(result)
     if json_:

@@ -22,12 +22,21 @@ from typing import Literal, get_args
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["SCHEMA_VERSION", "MODES", "Mode", "Table", "Provenance", "Calibration", "Validation", "NetworkKey",
-           "LatencyModel", "interpolate", "fit_surface"]
+from edgekd.errors import ConfigError
+
+__all__ = ["SCHEMA_VERSION", "MODES", "Mode", "check_mode", "Table", "Provenance", "Calibration", "Validation",
+           "NetworkKey", "LatencyModel", "interpolate", "fit_surface"]
 
 SCHEMA_VERSION = 1
 Mode = Literal["untuned", "tuned"]  # how the profiled kernels were compiled
 MODES: tuple[str, ...] = get_args(Mode)
+
+
+def check_mode(mode: str) -> str:
+    """``mode`` when it names a latency mode; one-line ConfigError otherwise."""
+    if mode not in MODES:
+        raise ConfigError(f"latency mode {mode!r}: expected {' or '.join(MODES)}")
+    return mode
 
 
 class _Strict(BaseModel):

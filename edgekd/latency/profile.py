@@ -87,13 +87,13 @@ from edgekd.latency.design import (
 from edgekd.latency.fusion import epilogues
 from edgekd.latency.kernels import Kernel, OpShape, build_kernels, build_tasks, network_tasks, op_tasks
 from edgekd.latency.model import (
-    MODES,
     Calibration,
     LatencyModel,
     NetworkKey,
     Provenance,
     Table,
     Validation,
+    check_mode,
 )
 from edgekd.latency.store import ledger_digest, tuning_digest
 from edgekd.learn.progress import task_progress
@@ -160,8 +160,7 @@ class ProfileOptions:
     passes: int = 3
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ConfigError(f"latency mode {self.mode!r}: expected {' or '.join(MODES)}")
+        check_mode(self.mode)
         if self.levels is None:
             object.__setattr__(self, "levels", LEVELS[self.mode])
 

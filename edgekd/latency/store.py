@@ -110,14 +110,13 @@ def load_latency_model(device: str, network: NetworkKey, mode: str = "untuned", 
                        runtime: dict[str, str]) -> LatencyModel:
     """The model of ``network`` on ``device`` in ``mode``; one-line ConfigError when there is none or it is stale."""
     model = find_latency_model(device, network, mode)
+    command = f"`edgekd latency profile --device {device} --recipe {network.recipe or 'RECIPE'} --mode {mode}`"
     if model is None:
-        raise ConfigError(f"no {mode} latency model of {network.name} on device {device}; measure one with "
-                          f"`edgekd latency profile --device {device} --recipe {network.recipe or 'RECIPE'}`")
+        raise ConfigError(f"no {mode} latency model of {network.name} on device {device}; measure one with {command}")
     why = staleness(model, runtime)
     if why is not None:
         raise ConfigError(f"the {mode} latency model of {network.name} on {device} is stale ({why}); profile "
-                          f"again with `edgekd latency profile --device {device} --recipe "
-                          f"{network.recipe or 'RECIPE'}`")
+                          f"again with {command}")
     return model
 
 

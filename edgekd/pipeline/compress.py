@@ -166,12 +166,13 @@ def _model_summary(model: nn.Module, loaders: Loaders, device: torch.device | No
 def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path | None = None,
              target: str | None = None, resume: bool = False, device: str | None = None,
              warm_start: str | Path | None = None, measure: MeasureOptions | None = None,
-             finetune_now: bool = True) -> CompressResult:
+             finetune_now: bool = True, latency_mode: str = "untuned") -> CompressResult:
     """Run the whole pipeline (see the module docstring); returns and writes ``report.json``.
 
     ``target``: the target profile the network is for (validated; widths are rounded to its channel multiple unless
     the recipe sets ``structure.round_to``). ``device``: the board whose latency model a latency budget is learnt
-    under (its target is the target). ``measure`` (with ``device``): compile the compact network for the board and
+    under (its target is the target), its ``latency_mode`` model (``untuned``, or ``tuned``: the deployed kernels'
+    milliseconds). ``measure`` (with ``device``): compile the compact network for the board and
     bench it there, rows linked to this run (``RUN/artifact/``, ``measured`` in the report). ``warm_start``: a
     structure-learning checkpoint (an earlier run's ``learn/checkpoint.pt``) whose student weights, γ's already
     shrunk, replace the dense teacher's as the starting point (``edgekd tune``'s later rounds shave from where the
@@ -182,11 +183,14 @@ def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path 
         raise ConfigError(f"{recipe.source}: structure: missing; compress needs a structure section "
                           "(blocks with budgets, or a global budget)")
     entry, profile = _board_and_target(target, device, measure is not None)
+    if measure is not None and latency_mode == "tuned" and measure.tune_trials == 0:
+        raise ConfigError("compress: --latency-mode tuned predicts tuned kernels, but --tune-trials 0 deploys "
+                          "untuned ones; give the compile trials, or use --latency-mode untuned")
     recipe = on_target_grid(recipe, profile)
     loaders = build_loaders(recipe.data, recipe.seed)  # uses no global RNG: seeding comes before the teacher
     latency = None
     if wants_latency(recipe):
-        latency = latency_cost_for(recipe, device, loaders=loaders)
+        latency = latency_cost_for(recipe, device, latency_mode, loaders=loaders)
         recipe = resolve_latency_budget(recipe, latency, loaders)
     cost_models = structure_cost_models(recipe, latency)
     check_cost_models(recipe.structure, cost_models, recipe.source)  # before any run directory or training

@@ -147,10 +147,11 @@ def _recipe_name(model: str) -> str:
 def compress_model(model: str, budgets: list[str], *, data: str | None = None, dataset: str | None = None,
                    checkpoint: str | None = None, input_shape: str | None = None,
                    overrides: list[str] | None = None, out: str | Path | None = None, target: str | None = None,
-                   resume: bool = False, on_recipe=None, device: str | None = None, measure=None):
+                   resume: bool = False, on_recipe=None, device: str | None = None, measure=None,
+                   latency_mode: str = "untuned"):
     """``compress --model``: the default recipe, saved in the run directory (``on_recipe(path)`` is told where,
-    before training starts), then :func:`edgekd.pipeline.compress.compress` (``device``, ``measure``: as it takes
-    them)."""
+    before training starts), then :func:`edgekd.pipeline.compress.compress` (``device``, ``measure``,
+    ``latency_mode``: as it takes them)."""
     from edgekd.learn.runs import resolve_run_dir
     from edgekd.pipeline.compress import compress
 
@@ -160,7 +161,8 @@ def compress_model(model: str, budgets: list[str], *, data: str | None = None, d
     path = save_recipe(raw, run_dir)
     if on_recipe is not None:
         on_recipe(path)
-    return compress(recipe, out=run_dir, target=target, resume=resume, device=device, measure=measure)
+    return compress(recipe, out=run_dir, target=target, resume=resume, device=device, measure=measure,
+                    latency_mode=latency_mode)
 
 
 def model_blocks(model: str, input_shape: str | None = None, data: str | None = None, dataset: str | None = None,

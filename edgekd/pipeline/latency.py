@@ -16,7 +16,7 @@ from edgekd.data.loaders import Loaders, build_loaders
 from edgekd.errors import ConfigError
 from edgekd.latency.cost import LatencyCost
 from edgekd.latency.design import masks_for
-from edgekd.latency.model import LatencyModel, NetworkKey
+from edgekd.latency.model import LatencyModel, NetworkKey, check_mode
 from edgekd.latency.profile import ProfileOptions, profile_network, runtime_versions
 from edgekd.latency.store import (
     find_latency_model,
@@ -113,6 +113,7 @@ def latency_cost_for(recipe: Recipe, device: str | None, mode: str = "untuned",
                      loaders: Loaders | None = None) -> LatencyCost:
     """The latency cost of ``recipe``'s network on ``device`` (one-line ConfigError when it cannot be had)."""
     field = requested_cost_kinds(recipe.structure).get("latency", "structure.cost")
+    check_mode(mode)
     if device is None:
         raise ConfigError(f"{recipe.source}: {field} asks for latency: name the board it is measured on "
                           "(compress --device D; profile it first with `edgekd latency profile --device D "

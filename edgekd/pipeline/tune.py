@@ -312,7 +312,8 @@ class _Tuner:
             previous = self.run_dir / f"round-{index - 1}" / "learn" / "checkpoint.pt"
             result = compress(self.round_recipe(current.ask_ms), out=round_dir, teacher=self.teacher,
                               target=self.entry.target, resume=round_dir.exists(), device=self.entry.name,
-                              warm_start=previous if index > 1 else None, finetune_now=False)
+                              warm_start=previous if index > 1 else None, finetune_now=False,
+                              latency_mode=self.options.profile.mode)  # the model that sized the budgets
             current.predicted_ms = result.pruning.get("predicted_latency_ms")
             current.test_acc, current.flops = result.student["test_acc"], result.student["flops"]
             current.params, current.learn_steps = result.student["params"], result.phases["learn"].get("steps")

@@ -54,12 +54,20 @@ def test_latency_without_a_device_or_on_an_emulated_one_is_one_line(capsys):
 
 
 @pytest.mark.slow
-def test_budgets_above_the_dense_network_or_below_the_runtime_are_one_line(tiny_latency, capsys):
+def test_budgets_above_the_dense_network_or_below_the_runtime_or_of_a_missing_mode_are_one_line(tiny_latency, capsys):
     base = ["compress", "--recipe", "quickstart", "--device", "local", "--set", "structure.blocks=[]",
             *[f"--set={o}" for o in [*TINY_OVERRIDES, *GRID]]]
     _one_line(capsys, [*base, "--set", f"structure.latency_ms={tiny_latency.dense_ms * 2:.4f}"],
               "above the dense network's predicted")
     _one_line(capsys, [*base, "--set", "structure.latency_ms=0.000001"], "unreachable")
+    # the mode asked for is the model read: the board has an untuned one only (tune's rounds ask for their mode)
+    _one_line(capsys, [*base, "--set", "structure.latency_ms=0.1", "--latency-mode", "tuned", "--tune-trials", "1"],
+              "no tuned latency model of mobilenetv2_cifar on device local; measure one with `edgekd latency "
+              "profile --device local --recipe quickstart --mode tuned`")
+    _one_line(capsys, [*base, "--set", "structure.latency_ms=0.1", "--latency-mode", "fast"],
+              "latency mode 'fast': expected untuned or tuned")
+    _one_line(capsys, [*base, "--set", "structure.latency_ms=0.1", "--latency-mode", "tuned"],
+              "--tune-trials 0 deploys untuned ones")  # tuned kernels' milliseconds, untuned artifacts: refused
 
 
 @pytest.mark.slow
