@@ -371,7 +371,8 @@ def run_edgekd_tune(ctx: Bench, share: float, seed: int, run_dir: Path) -> Built
     args = ctx.args
     seed_tune_reference(ctx, run_dir)
     options = api.TuneOptions(max_rounds=args.max_rounds, repeats=args.repeats, tune_trials=args.tune_trials,
-                              runs=args.runs, min_seconds=args.min_seconds, profile=profile_options(args))
+                              tune_trials_per_task=args.tune_trials_per_task, runs=args.runs,
+                              min_seconds=args.min_seconds, profile=profile_options(args))
     state = api.tune(tune_recipe(ctx, seed), ctx.entry.name, latency_ratio=share, options=options,
                      teacher=ctx.teacher_dir, out=run_dir, resume=(run_dir / TUNE_FILE).is_file(),
                      results=args.results, on_event=ctx.say)

@@ -24,6 +24,9 @@ def tune(recipe: str = RecipeOpt,
          tune_trials: int = typer.Option(500, "--tune-trials", min=0,
                                          help="MetaSchedule trials per compile (tasks already in the target's "
                                               "database are reused; 0 = untuned)."),
+         trials_per_task: int = typer.Option(None, "--tune-trials-per-task", min=1,
+                                             help="Instead of --tune-trials: this many trials for every task the "
+                                                  "target's database has fewer for."),
          margin: float = typer.Option(0.05, "--margin", min=0.0, max=0.5,
                                       help="Aim this share below the target (measurement noise)."),
          latency_mode: str = typer.Option("untuned", "--latency-mode",
@@ -39,7 +42,8 @@ def tune(recipe: str = RecipeOpt,
     from edgekd import api
 
     resolved = api.load_recipe(recipe, overrides=set_, data_root=data)
-    options = api.TuneOptions(max_rounds=max_rounds, repeats=repeats, tune_trials=tune_trials, margin=margin,
+    options = api.TuneOptions(max_rounds=max_rounds, repeats=repeats, tune_trials=tune_trials,
+                              tune_trials_per_task=trials_per_task, margin=margin,
                               profile=api.ProfileOptions(mode=latency_mode))
     result = api.tune(resolved, device, latency_ms=latency_ms, latency_ratio=latency_ratio, options=options,
                       teacher=teacher, out=out, resume=resume,

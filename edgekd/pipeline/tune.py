@@ -95,6 +95,8 @@ class TuneOptions:
         repeats: interleaved bench rounds per measurement (the verdict is on medians; ≥ 3).
         tune_trials: MetaSchedule trials of each compile, spread over its tasks not yet in the target's database
             (tasks already tuned — a pruned network shares most with the dense one — are reused).
+        tune_trials_per_task: instead, this many trials for every task the database has fewer for (each compile's
+            tuning then costs what its new tasks do, the tuned latency model's kernels tuned alike).
         margin: aim this share below the target (the bench's own spread must not tip the verdict); a negative one
             aims above it (the API allows it for experiments; the CLI does not).
         runs, min_seconds: each runner invocation's timed runs (at least ``runs`` and ``min_seconds``).
@@ -104,6 +106,7 @@ class TuneOptions:
     max_rounds: int = 3
     repeats: int = 3
     tune_trials: int = 500
+    tune_trials_per_task: int | None = None
     margin: float = 0.05
     runs: int = 50
     min_seconds: float = 1.0
@@ -223,7 +226,8 @@ class _Tuner:
 
     # ------------------------------------------------------------------ networks and artifacts
     def _compile(self, model: Path, out: Path) -> Path:
-        return compile_for_board(model, self.entry, self.profile, out, self.options.tune_trials, self.say)
+        return compile_for_board(model, self.entry, self.profile, out, self.options.tune_trials, self.say,
+                                 self.options.tune_trials_per_task)
 
     def _bench(self, artifacts: list[Path], roles: list[str], round_index: int, extra: dict[str, Any] | None = None
                ) -> list[Measured]:
@@ -506,7 +510,9 @@ def tune(recipe: Recipe, device: str, *, latency_ms: float | None = None, latenc
         raise ConfigError("tune: --max-rounds and --repeats are at least 1")
     if not -1 < options.margin < 1:
         raise ConfigError(f"tune: margin={options.margin:g}: a share of the target between -1 and 1")
-    if options.profile.mode == "tuned" and options.tune_trials == 0:
+    if options.tune_trials_per_task is not None and options.tune_trials_per_task < 1:
+        raise ConfigError(f"tune: --tune-trials-per-task {options.tune_trials_per_task}: at least 1")
+    if options.profile.mode == "tuned" and options.tune_trials == 0 and options.tune_trials_per_task is None:
         raise ConfigError("tune: --latency-mode tuned predicts tuned kernels, but --tune-trials 0 deploys untuned "
                           "ones; give the compiles trials, or use --latency-mode untuned")
     say = on_event or (lambda message: print(f"edgekd tune: {message}", file=sys.stderr))
