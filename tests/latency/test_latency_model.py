@@ -58,6 +58,20 @@ def test_slopes_are_one_grid_step_differences_even_on_a_staircase():
     assert depthwise.slopes(12, 12, 8) == (0.0, pytest.approx(1 / 8))
 
 
+def test_a_kernel_measured_faster_one_step_wider_never_rewards_growing():
+    # tuned kernels are not monotone in width: 24 output channels measured faster than 16
+    table = Table(family="conv", a_in=[8, 16], a_out=[8, 16, 24, 32], ms=[[1.0, 3.0, 2.0, 4.0], [2.0, 2.0, 5.0, 5.0]])
+    _, dip = table.slopes(8, 16, 8)
+    assert dip == pytest.approx((3.0 - 1.0) / 8)  # the mean cost of a channel above the smallest width, not -1/8
+    into_dip_from_below, _ = table.slopes(8, 24, 8)  # input side: f(16, 24) - f(8, 24) = 3 > 0, the step itself
+    assert into_dip_from_below == pytest.approx(3.0 / 8)
+    falling = Table(family="conv", a_in=[8], a_out=[8, 16], ms=[[2.0, 1.0]])  # wider is faster all the way
+    assert falling.slopes(8, 8, 8) == (0.0, 0.0)
+    for a in (8, 12, 16):  # every slope of every table here is a cost, never a reward
+        for b in (8, 16, 20, 24, 32):
+            assert min(table.slopes(a, b, 8)) >= 0 and min(falling.slopes(a, b, 8)) >= 0
+
+
 def test_tuned_tables_read_the_trend_through_scattered_kernels_not_the_scatter():
     # tuned kernels: each the best of a few trials, so neighbouring widths scatter ±50% around a bilinear trend
     a_levels, b_levels = [8, 24, 64, 96], [8, 32, 96, 128]
