@@ -2,7 +2,8 @@
 ``learn/checkpoint.pt``) finetuned with the run's own finetune phase and KD from the teacher, starting either from
 the learned weights (what ``compress`` does) or from the dense teacher's weights on the same kept channels.
 
-    EDGEKD_CACHE_DIR=... python scripts/compare_finetune_start.py RUN TEACHER learned|teacher --device local
+    EDGEKD_CACHE_DIR=... python scripts/compare_finetune_start.py RUN TEACHER learned|teacher \
+        --device local [--latency-mode tuned]
 
 Prints one JSON line: accuracy before and after finetuning (docs/benchmarks.md "where the steps go")."""
 
@@ -31,10 +32,13 @@ def main() -> None:
     parser.add_argument("teacher", type=Path, help="the teacher run directory or model file it was distilled from")
     parser.add_argument("start", choices=["learned", "teacher"])
     parser.add_argument("--device", default="local", help="the board whose latency model sized the run's budgets")
+    parser.add_argument("--latency-mode", default="untuned", help="that latency model's mode (untuned or tuned)")
     args = parser.parse_args()
     recipe = load_recipe(str(args.run / "recipe.yaml"))
     loaders = build_loaders(recipe.data, recipe.seed)
-    latency = latency_cost_for(recipe, args.device, loaders=loaders) if wants_latency(recipe) else None
+    latency = None
+    if wants_latency(recipe):
+        latency = latency_cost_for(recipe, args.device, args.latency_mode, loaders=loaders)
     seed_everything(recipe.seed)
     dense = load_teacher(recipe, args.teacher, loaders).model.eval()
     student = build_model(recipe.teacher.model, loaders)

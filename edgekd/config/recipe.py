@@ -227,6 +227,9 @@ class StructureConfig(Strict):
     latency_ms: float | None = Field(None, gt=0)  # the whole network's predicted latency (cost: latency)
     learn: PhaseConfig = Field(default_factory=lambda: PhaseConfig(epochs=10, schedule="constant"))
     finetune: PhaseConfig = Field(default_factory=lambda: PhaseConfig(epochs=10))
+    # where the pruned network's finetune starts: the structure-learned weights, or the dense teacher's on the same
+    # kept channels (a hard-pushed learner — large λ, few steps — leaves weights a short finetune cannot mend)
+    finetune_from: Literal["learned", "teacher"] = "learned"
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 

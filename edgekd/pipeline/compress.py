@@ -21,6 +21,7 @@ own (``scripts/bench_compression.py`` runs its baselines through them with in-me
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
@@ -206,10 +207,13 @@ def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path 
     learned = learn_and_prune(recipe, student, dense, loaders, run_dir, resume, cost_models)
     prune_info = _pruning_info(learned, loaders)  # before finetuning changes the pruned network
     pruned = learned.pruned
+    start = _finetune_start(recipe, learned, dense, run_dir, loaders)
+    prune_info["finetune_from"] = recipe.structure.finetune_from
+    prune_info["start_test_acc"] = evaluate(start, loaders.test).acc
     if finetune_now:
-        compact, finetune_info = finetune(recipe, pruned.model, dense, loaders, run_dir / "finetune", resume)
+        compact, finetune_info = finetune(recipe, start, dense, loaders, run_dir / "finetune", resume)
     else:
-        compact, finetune_info = pruned.model, {"epochs": 0, "deferred": True}
+        compact, finetune_info = start, {"epochs": 0, "deferred": True}
     learner = learned.learner
     group_steps = learner.grid.named_steps(learner.graph)
     _save_compact(run_dir, compact, model_arch(spec, loaders), pruned.spec, recipe.structure.round_to, group_steps)
@@ -230,6 +234,21 @@ def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path 
         result.measured = asdict(summarize(results))
         atomic_write_json(run_dir / "report.json", result.to_dict())
     return result
+
+
+def _finetune_start(recipe: Recipe, learned: StructureRun, dense: nn.Module, run_dir: Path,
+                    loaders: Loaders) -> nn.Module:
+    """The network finetuning starts from (``structure.finetune_from``): the pruned student, or the dense teacher
+    pruned to the same channels — then written over ``RUN/pruned/model.pt`` (same shapes), which a deferred or
+    resumed finetune reads; the learned weights stay in ``RUN/learn/checkpoint.pt``."""
+    if recipe.structure.finetune_from == "learned":
+        return learned.pruned.model
+    learner = learned.learner
+    source = copy.deepcopy(dense).eval().requires_grad_(True)  # the frozen teacher's: pruning traces autograd
+    start = prune_model(source, learner.graph, learned.pruned.masks, ownership=learner.ownership).model
+    save_model(run_dir / "pruned" / "model.pt", start, model_arch(recipe.teacher.model, loaders),
+               extra={"stage": "pruned", "weights": "teacher"})
+    return start
 
 
 def _save_compact(run_dir: Path, compact: nn.Module, arch: ModelArch, spec: dict[str, Any], round_to: int,

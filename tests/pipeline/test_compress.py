@@ -70,6 +70,29 @@ def test_cli_compress_json_is_one_document(tiny_teacher, tmp_path, capsys):
                for b in document["blocks"])
 
 
+def test_a_finetune_can_start_from_the_teachers_weights_on_the_learned_channels(tiny_teacher, tmp_path, capsys):
+    sets = [arg for value in TINY_OVERRIDES for arg in ("--set", value)]
+    runs = {}
+    for start in ("learned", "teacher"):
+        code = main(["compress", "--recipe", "quickstart", "--teacher", str(tiny_teacher), "--out",
+                     str(tmp_path / start), "--json", *sets, "--set", "structure.learn.epochs=1",
+                     "--set", "structure.finetune.epochs=0", "--set", f"structure.finetune_from={start}"])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        runs[start] = json.loads(captured.out)
+    teacher = load_model(tiny_teacher).model.state_dict()
+    learned, restarted = (load_model(tmp_path / s).model for s in ("learned", "teacher"))
+    assert [b["channels_after"] for b in runs["learned"]["blocks"]] == [b["channels_after"]
+                                                                        for b in runs["teacher"]["blocks"]]
+    stem = "features.0.0.weight"  # frozen: the teacher's width, trained while the structure was learnt
+    assert torch.equal(restarted.state_dict()[stem], teacher[stem])
+    assert not torch.equal(learned.state_dict()[stem], teacher[stem])
+    pruning = runs["teacher"]["pruning"]
+    assert pruning["finetune_from"] == "teacher" and 0 <= pruning["start_test_acc"] <= 1
+    assert runs["teacher"]["student"]["test_acc"] == pruning["start_test_acc"]  # no finetune: the start itself
+    assert load_model(tmp_path / "teacher" / "pruned").model.state_dict()[stem].equal(teacher[stem])
+
+
 def test_an_unknown_target_or_device_is_one_line_before_anything_runs(tmp_path, capsys):
     for flag, value in (("--target", "nosuch-board"), ("--device", "nosuch-device")):
         code = main(["compress", "--recipe", "quickstart", "--out", str(tmp_path / "c"), flag, value])
