@@ -209,7 +209,8 @@ def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path 
     pruned = learned.pruned
     start = _finetune_start(recipe, learned, dense, run_dir, loaders)
     prune_info["finetune_from"] = recipe.structure.finetune_from
-    prune_info["start_test_acc"] = evaluate(start, loaders.test).acc
+    prune_info["start_test_acc"] = (prune_info["pruned_test_acc"] if start is pruned.model
+                                    else evaluate(start, loaders.test).acc)
     if finetune_now:
         compact, finetune_info = finetune(recipe, start, dense, loaders, run_dir / "finetune", resume)
     else:

@@ -90,6 +90,9 @@ def test_a_finetune_can_start_from_the_teachers_weights_on_the_learned_channels(
     pruning = runs["teacher"]["pruning"]
     assert pruning["finetune_from"] == "teacher" and 0 <= pruning["start_test_acc"] <= 1
     assert runs["teacher"]["student"]["test_acc"] == pruning["start_test_acc"]  # no finetune: the start itself
+    learned_pruning = runs["learned"]["pruning"]
+    assert learned_pruning["finetune_from"] == "learned"
+    assert learned_pruning["start_test_acc"] == learned_pruning["pruned_test_acc"]
     assert load_model(tmp_path / "teacher" / "pruned").model.state_dict()[stem].equal(teacher[stem])
 
 
