@@ -43,7 +43,7 @@ from edgekd.learn.runs import resolve_run_dir, write_recipe
 from edgekd.models.counting import count_model
 from edgekd.models.io import ModelArch, for_inference, load_model, save_model, save_program
 from edgekd.pipeline.latency import latency_cost_for, resolve_latency_budget, wants_latency
-from edgekd.pipeline.measure import bench_tagged, compile_for_board, summarize
+from edgekd.pipeline.measure import bench_tagged, check_deploy_trials, compile_for_board, summarize
 from edgekd.pipeline.train import build_model, load_teacher, model_arch, objective_for, teacher_source
 from edgekd.results.store import ResultsStore
 from edgekd.structure.budgets import check_cost_models
@@ -184,9 +184,8 @@ def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path 
         raise ConfigError(f"{recipe.source}: structure: missing; compress needs a structure section "
                           "(blocks with budgets, or a global budget)")
     entry, profile = _board_and_target(target, device, measure is not None)
-    if measure is not None and latency_mode == "tuned" and measure.tune_trials == 0:
-        raise ConfigError("compress: --latency-mode tuned predicts tuned kernels, but --tune-trials 0 deploys "
-                          "untuned ones; give the compile trials, or use --latency-mode untuned")
+    if measure is not None:
+        check_deploy_trials("compress", latency_mode, measure.tune_trials)
     recipe = on_target_grid(recipe, profile)
     loaders = build_loaders(recipe.data, recipe.seed)  # uses no global RNG: seeding comes before the teacher
     latency = None

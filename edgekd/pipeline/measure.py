@@ -24,7 +24,18 @@ from edgekd.errors import ConfigError
 from edgekd.pipeline.compile import compile_on_device
 from edgekd.results.store import ResultsStore
 
-__all__ = ["Measured", "compile_for_board", "bench_tagged", "summarize", "paired_share"]
+__all__ = ["Measured", "check_deploy_trials", "compile_for_board", "bench_tagged", "summarize", "paired_share"]
+
+
+def check_deploy_trials(command: str, latency_mode: str, tune_trials: int, trials_per_task: int | None = None
+                        ) -> None:
+    """Refuse (one line, before anything runs) trials that cannot deploy what the latency model prices: fewer than
+    one a task, or none at all under a tuned model (tuned kernels' milliseconds sizing untuned artifacts)."""
+    if trials_per_task is not None and trials_per_task < 1:
+        raise ConfigError(f"{command}: --tune-trials-per-task {trials_per_task}: at least 1")
+    if latency_mode == "tuned" and tune_trials == 0 and trials_per_task is None:
+        raise ConfigError(f"{command}: --latency-mode tuned predicts tuned kernels, but --tune-trials 0 deploys "
+                          "untuned ones; give the compiles trials, or use --latency-mode untuned")
 
 
 def compile_for_board(model: str | Path, device: Device, profile: TargetProfile, out: Path, tune_trials: int,

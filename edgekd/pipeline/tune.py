@@ -72,7 +72,14 @@ from edgekd.pipeline.latency import (
     learning_grid,
     recipe_network,
 )
-from edgekd.pipeline.measure import Measured, bench_tagged, compile_for_board, paired_share, summarize
+from edgekd.pipeline.measure import (
+    Measured,
+    bench_tagged,
+    check_deploy_trials,
+    compile_for_board,
+    paired_share,
+    summarize,
+)
 from edgekd.pipeline.train import load_teacher, teacher_source
 from edgekd.results.store import ResultsStore
 from edgekd.structure.groups import ChannelGraph, dense_masks, trace_groups
@@ -510,11 +517,7 @@ def tune(recipe: Recipe, device: str, *, latency_ms: float | None = None, latenc
         raise ConfigError("tune: --max-rounds and --repeats are at least 1")
     if not -1 < options.margin < 1:
         raise ConfigError(f"tune: margin={options.margin:g}: a share of the target between -1 and 1")
-    if options.tune_trials_per_task is not None and options.tune_trials_per_task < 1:
-        raise ConfigError(f"tune: --tune-trials-per-task {options.tune_trials_per_task}: at least 1")
-    if options.profile.mode == "tuned" and options.tune_trials == 0 and options.tune_trials_per_task is None:
-        raise ConfigError("tune: --latency-mode tuned predicts tuned kernels, but --tune-trials 0 deploys untuned "
-                          "ones; give the compiles trials, or use --latency-mode untuned")
+    check_deploy_trials("tune", options.profile.mode, options.tune_trials, options.tune_trials_per_task)
     say = on_event or (lambda message: print(f"edgekd tune: {message}", file=sys.stderr))
     goal = _goal(latency_ms, latency_ratio)
     if recipe.structure is None:
