@@ -125,7 +125,8 @@ from edgekd.structure.ownership import BlockOwnership  # noqa: E402
 from edgekd.structure.prune import prune_model  # noqa: E402
 
 TEACHER = ModelSpec(name="mobilenetv2_cifar", kwargs={"width_mult": 0.5})
-METHODS = ("edgekd_tune", "compress_flops", "torch_pruning", "uniform_kd")
+METHODS = ("edgekd_tune", "edgekd_taylor", "compress_flops", "torch_pruning", "uniform_kd")
+TUNED_BY_EDGEKD = ("edgekd_tune", "edgekd_taylor")  # cells that ran `edgekd tune` (rounds, tune.json)
 TARGETS = ("A", "B")
 GRID = 8  # channel grid of every method (the host target's channel multiple; Torch-Pruning's round_to)
 SHARE_A, SHARE_B, FLOOR_HEADROOM = 0.6, 0.4, 1.2
@@ -204,16 +205,18 @@ def cell_recipe(ctx: Bench, method: str, seed: int, structure: StructureConfig) 
                   distill=DISTILL, structure=structure)
 
 
-def tune_recipe(ctx: Bench, seed: int) -> Recipe:
+def tune_recipe(ctx: Bench, seed: int, saliency: str = "gamma", finetune_steps: int | None = None) -> Recipe:
     """What ``edgekd tune`` gets: no blocks (every prunable group free), round_to 8, the latency cost, STEPS steps of
     structure learning per round (fixed lr 0.02) and FINETUNE_STEPS (default STEPS) of KD finetuning (cosine from
     0.02) for the network tune keeps (rounds are measured before finetuning; only the kept one is finetuned), from
-    the teacher's weights on the learned channels (:data:`FINETUNE_FROM`)."""
+    the teacher's weights on the learned channels (:data:`FINETUNE_FROM`). ``saliency="taylor"``: channels chosen
+    on the teacher by Taylor saliency (no learn phase), ``finetune_steps`` of finetuning."""
     steps = ctx.args.steps
     structure = StructureConfig(cost="latency", default="free", round_to=GRID, lambda_rate=0.5, update_every=5,
-                                finetune_from=FINETUNE_FROM,
+                                finetune_from=FINETUNE_FROM, saliency=saliency,
                                 learn=phase(steps, ctx.batches, 0.02, "constant"),
-                                finetune=phase(ctx.args.finetune_steps or steps, ctx.batches, 0.02, "cosine"))
+                                finetune=phase(finetune_steps or ctx.args.finetune_steps or steps, ctx.batches, 0.02,
+                                               "cosine"))
     return cell_recipe(ctx, "edgekd_tune", seed, structure)
 
 
@@ -371,7 +374,7 @@ def seed_tune_reference(ctx: Bench, run_dir: Path) -> None:
     staging.rename(root)
 
 
-def run_edgekd_tune(ctx: Bench, share: float, seed: int, run_dir: Path) -> Built:
+def run_edgekd_tune(ctx: Bench, share: float, seed: int, run_dir: Path, recipe: Recipe) -> Built:
     """``edgekd tune --latency-ratio SHARE``: each round's verdict against the dense p50 of its own interleaved bench,
     as the baselines are sized (a target in ms would turn the board's drift between benches into extra rounds)."""
     args = ctx.args
@@ -379,11 +382,12 @@ def run_edgekd_tune(ctx: Bench, share: float, seed: int, run_dir: Path) -> Built
     options = api.TuneOptions(max_rounds=args.max_rounds, repeats=args.repeats, tune_trials=args.tune_trials,
                               tune_trials_per_task=args.tune_trials_per_task, runs=args.runs,
                               min_seconds=args.min_seconds, profile=profile_options(args))
-    state = api.tune(tune_recipe(ctx, seed), ctx.entry.name, latency_ratio=share, options=options,
+    state = api.tune(recipe, ctx.entry.name, latency_ratio=share, options=options,
                      teacher=ctx.teacher_dir, out=run_dir, resume=(run_dir / TUNE_FILE).is_file(),
                      results=args.results, on_event=ctx.say)
     return Built(model=Path(state.model), optimizer_steps=tune_steps(state), rounds=len(state.rounds),
                  detail={"tune_met": state.met, "tune_message": state.message, "latency_ratio": share,
+                         "saliency": recipe.structure.saliency,
                          "latency_mode": args.profile_mode,
                          "asks_ms": [r.ask_ms for r in state.rounds],
                          "round_p50s_ms": [r.measured_p50_ms for r in state.rounds]})
@@ -608,7 +612,10 @@ def run_cell(ctx: Bench, method: str, target: str, seed: int) -> dict[str, Any]:
     ctx.say(f"{method}, target {target} ({goal_ms:.4g} ms = {share:.3f} × dense), seed {seed}")
     seed_everything(seed)
     if method == "edgekd_tune":
-        built = run_edgekd_tune(ctx, share, seed, run_dir)
+        built = run_edgekd_tune(ctx, share, seed, run_dir, tune_recipe(ctx, seed))
+    elif method == "edgekd_taylor":  # every step of edgekd_tune's cell goes to finetuning the kept round
+        recipe = tune_recipe(ctx, seed, "taylor", finetune_steps=step_budget(ctx, target, seed))
+        built = run_edgekd_tune(ctx, share, seed, run_dir, recipe)
     else:
         steps = step_budget(ctx, target, seed)
         if method == "compress_flops":
@@ -687,7 +694,7 @@ def table_rows(cells: list[dict[str, Any]], reference: dict[str, Any], teacher: 
                 continue
             met = sum(bool(c["met"]) for c in found)
             met_in_bench = sum(same_bench_share(c) <= c["target_share"] for c in found)
-            rounds = fmt([c["rounds"] for c in found], 1, 1) if method == "edgekd_tune" else "-"
+            rounds = fmt([c["rounds"] for c in found], 1, 1) if method in TUNED_BY_EDGEKD else "-"
             rows.append(
                 f"| {method} | {target} ({goals[target]:.3f} ms) | {len(found)} | "
                 f"{fmt([c['test_acc'] for c in found], 100)} | {fmt([c['p50_ms'] for c in found], 1, 3)} | "
@@ -737,6 +744,9 @@ def write_report(args) -> None:
         "cost; widths on round_to 8, or on a tuned model's coarser per-group steps), STEPS structure-learning + "
         "STEPS KD-finetuning steps a round, at most "
         f"{run.get('max_rounds', '?')} rounds; rounds = rounds it used.",
+        "- `edgekd_taylor`: the same `edgekd tune` with `structure.saliency: taylor`: each round's channels chosen on "
+        "the teacher by first-order Taylor saliency per unit of predicted latency (no learn phase), the kept round "
+        "finetuned for all the steps of that seed's `edgekd_tune` cell.",
         "- `compress_flops`: `edgekd compress` with a global FLOP budget = the target's share of the dense p50.",
         "- `torch_pruning`: Torch-Pruning L1 magnitude pruning of the teacher, one ratio for every layer (round_to 8, "
         "classifier kept; layers the rounding would empty left whole); then KD finetuning.",

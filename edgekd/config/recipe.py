@@ -230,6 +230,10 @@ class StructureConfig(Strict):
     # where the pruned network's finetune starts: the structure-learned weights, or the dense teacher's on the same
     # kept channels (a hard-pushed learner — large λ, few steps — leaves weights a short finetune cannot mend)
     finetune_from: Literal["learned", "teacher"] = "learned"
+    # how the kept channels are chosen: learnt (the γ regularizer under λ_b, then |γ| per unit of budget), or by
+    # the teacher's first-order Taylor saliency per unit of budget with no learn phase (HALP-style; measured on
+    # the tune benchmark's budgets: docs/benchmarks.md, stop 36)
+    saliency: Literal["gamma", "taylor"] = "gamma"
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 

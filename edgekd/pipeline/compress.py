@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,10 +52,12 @@ from edgekd.structure.costs import CostModel, FlopCost, ParamCost, network_cost
 from edgekd.structure.learner import StructureLearner, no_weight_decay
 from edgekd.structure.prune import PruneResult, masked_copy, prune_model, save_arch_spec
 from edgekd.structure.report import block_report, controller_report
+from edgekd.structure.saliency import taylor_saliency
 from edgekd.structure.verify import verify_pruning
 
-__all__ = ["CompressResult", "MeasureOptions", "StructureRun", "compress", "finetune", "finetune_deferred",
-           "learn_and_prune", "learn_structure", "on_target_grid", "phase_config", "structure_cost_models"]
+__all__ = ["CompressResult", "MeasureOptions", "StructureRun", "choose_by_taylor", "compress", "finetune",
+           "finetune_deferred", "learn_and_prune", "learn_structure", "on_target_grid", "phase_config",
+           "structure_cost_models"]
 
 
 @dataclass
@@ -130,6 +133,26 @@ def learn_structure(recipe: Recipe, student: nn.Module, teacher: nn.Module | Non
                      "steps": trainer.global_step, "controller": controller_report(learner.controller)}
 
 
+TAYLOR_BATCHES = 32  # training batches the Taylor saliency sums over (2048 CIFAR images at batch 64)
+
+
+def choose_by_taylor(recipe: Recipe, student: nn.Module, loaders: Loaders,
+                     cost_models: dict[str, CostModel] | None = None,
+                     ) -> tuple[StructureLearner, list[torch.Tensor], dict[str, Any]]:
+    """The masks within every block's budget that keep the most first-order Taylor saliency of ``student``
+    (:func:`~edgekd.structure.saliency.taylor_saliency` over :data:`TAYLOR_BATCHES` training batches), fitted
+    greedily per unit of budget from the whole network on the learner's grid; no training step is taken."""
+    started = time.monotonic()
+    cost_models = structure_cost_models(recipe) if cost_models is None else cost_models
+    learner = StructureLearner(student, recipe.structure, loaders.input_shape, cost_models=cost_models)
+    scores = taylor_saliency(student, learner.graph, loaders.train, TAYLOR_BATCHES)
+    whole = [torch.ones(group.size, dtype=torch.bool) for group in learner.graph.groups]
+    masks = learner.controller.fit_masks(whole, learner.grid, saliency=scores)
+    info = {"saliency": "taylor", "batches": TAYLOR_BATCHES, "epochs": 0, "steps": 0,
+            "seconds": time.monotonic() - started, "controller": controller_report(learner.controller)}
+    return learner, masks, info
+
+
 @dataclass
 class StructureRun:
     """What :func:`learn_and_prune` leaves: the learner (graph, ownership, controller), the structure-learned
@@ -147,10 +170,15 @@ def learn_and_prune(recipe: Recipe, student: nn.Module, teacher: nn.Module | Non
                     ) -> StructureRun:
     """Structure learning in ``RUN/learn`` (:func:`learn_structure`), then pruning at the one τ with the
     learner's grid (the recipe's ``round_to``, and a tuned latency model's per-group steps); the pruned network is
-    written to ``RUN/pruned/`` (model.pt + arch.json)."""
-    learner, info = learn_structure(recipe, student, teacher, loaders, run_dir / "learn", resume, cost_models)
+    written to ``RUN/pruned/`` (model.pt + arch.json). With ``structure.saliency: taylor`` nothing is learnt: the
+    channels are chosen on ``student`` as it is (the teacher's weights) by :func:`choose_by_taylor`."""
+    if recipe.structure.saliency == "taylor":
+        learner, masks, info = choose_by_taylor(recipe, student, loaders, cost_models)
+    else:
+        learner, info = learn_structure(recipe, student, teacher, loaders, run_dir / "learn", resume, cost_models)
+        masks = learner.final_masks()
     student = for_inference(student)
-    pruned = prune_model(student, learner.graph, learner.final_masks(), ownership=learner.ownership)
+    pruned = prune_model(student, learner.graph, masks, ownership=learner.ownership)
     save_model(run_dir / "pruned" / "model.pt", pruned.model, model_arch(recipe.teacher.model, loaders),
                extra={"stage": "pruned"})
     save_arch_spec(run_dir / "pruned" / "arch.json", pruned.spec, recipe.structure.round_to,
@@ -194,6 +222,9 @@ def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path 
         recipe = resolve_latency_budget(recipe, latency, loaders)
     cost_models = structure_cost_models(recipe, latency)
     check_cost_models(recipe.structure, cost_models, recipe.source)  # before any run directory or training
+    if warm_start is not None and recipe.structure.saliency == "taylor":
+        raise ConfigError(f"{recipe.source}: structure.saliency=taylor chooses channels on the teacher's weights: "
+                          "a warm start from learnt weights does not apply")
     run_dir = resolve_run_dir(recipe, "compress", out, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_recipe(run_dir, recipe)

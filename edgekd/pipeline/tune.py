@@ -320,10 +320,13 @@ class _Tuner:
         if current.status == "budgeted":
             self.say(f"round {index}: ask {current.ask_ms:.4g} ms predicted; budgets "
                      + ", ".join(f"{k} {v:.4g} ms" for k, v in current.budgets.items()))
+            recipe = self.round_recipe(current.ask_ms)
+            # a learnt structure shaves on from where the last round stopped; Taylor saliency is the teacher's
+            learnt = index > 1 and recipe.structure.saliency == "gamma"
             previous = self.run_dir / f"round-{index - 1}" / "learn" / "checkpoint.pt"
-            result = compress(self.round_recipe(current.ask_ms), out=round_dir, teacher=self.teacher,
+            result = compress(recipe, out=round_dir, teacher=self.teacher,
                               target=self.entry.target, resume=round_dir.exists(), device=self.entry.name,
-                              warm_start=previous if index > 1 else None, finetune_now=False,
+                              warm_start=previous if learnt else None, finetune_now=False,
                               latency_mode=self.options.profile.mode)  # the model that sized the budgets
             current.predicted_ms = result.pruning.get("predicted_latency_ms")
             current.test_acc, current.flops = result.student["test_acc"], result.student["flops"]

@@ -206,25 +206,29 @@ class BudgetController:
             gammas.raise_channel(self.graph.groups[gid], channel, self.threshold * _HOLD_MARGIN)
 
     # ------------------------------------------------------------------ final widths
-    def fit_masks(self, masks: list[torch.Tensor], grid: WidthGrid | int = 1) -> list[torch.Tensor]:
+    def fit_masks(self, masks: list[torch.Tensor], grid: WidthGrid | int = 1,
+                  saliency: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
         """The final masks within every block's budget, on the ``grid`` (a :class:`WidthGrid`, or one step for
         every group): a block over budget loses, one
-        grid step at a time, the group step whose channels have the least |γ| per unit of budget saved; then a
-        block under budget gets back, greedily by |γ| per unit of budget, the dead group steps that still fit.
+        grid step at a time, the group step whose channels have the least saliency per unit of budget saved; then
+        a block under budget gets back, greedily by saliency per unit of budget, the dead group steps that still
+        fit. Saliency is |γ| unless given per group (``structure.saliency: taylor``:
+        :func:`~edgekd.structure.saliency.taylor_saliency`, fitted from the whole network).
         Learning rarely lands exactly on a budget in few steps, and rounding widths up to the grid overshoots it;
         this makes the pruned network's predicted cost meet its budgets (HALP and NetAdapt end the same way)."""
         masks = [m.clone() for m in masks]
+        scores = saliency if saliency is not None else [g.saliency().detach().cpu() for g in self.graph.groups]
         grid = WidthGrid.of(grid)
         for name, state in self.states.items():
             if state.frozen or not state.controlled or not state.budget:
                 continue
             groups = [g for g in self.ownership.groups_of(self.graph, name) if self.ownership.learnable(g)]
             while self._ratio(name, masks) > 1.0 + 1e-9:
-                step = self._best_step(name, groups, masks, grid, shrink=True)
+                step = self._best_step(name, groups, masks, grid, scores, shrink=True)
                 if step is None:
                     break
                 masks = step
-            while (step := self._best_step(name, groups, masks, grid, shrink=False)) is not None:
+            while (step := self._best_step(name, groups, masks, grid, scores, shrink=False)) is not None:
                 masks = step
         return masks
 
@@ -235,13 +239,13 @@ class BudgetController:
                  for k in state.budget}
         return state.ratio(costs)
 
-    def _best_step(self, name: str, groups, masks: list[torch.Tensor], grid: WidthGrid, shrink: bool):
+    def _best_step(self, name: str, groups, masks: list[torch.Tensor], grid: WidthGrid, scores, shrink: bool):
         """The masks after the best one-step change of one group of block ``name`` (None when none is allowed):
-        shrinking, the least |γ| lost per budget share saved; growing, the most |γ| gained per share spent among
+        shrinking, the least saliency lost per budget share saved; growing, the most gained per share spent among
         the steps that keep the block within budget."""
         before = self._ratio(name, masks)
         best, best_score = None, None
-        for trial, lost_or_gained, after in self._steps(name, groups, masks, grid, shrink):
+        for trial, lost_or_gained, after in self._steps(name, groups, masks, grid, scores, shrink):
             if not shrink and after > 1.0 + 1e-9:
                 continue
             delta = abs(before - after)
@@ -252,11 +256,11 @@ class BudgetController:
                 best, best_score = trial, score
         return best
 
-    def _steps(self, name: str, groups, masks: list[torch.Tensor], grid: WidthGrid, shrink: bool):
-        """Every one-grid-step change of one group of block ``name``: (masks after it, Σ|γ| of the channels it
-        kills or revives, the block's cost/budget ratio after it)."""
+    def _steps(self, name: str, groups, masks: list[torch.Tensor], grid: WidthGrid, scores, shrink: bool):
+        """Every one-grid-step change of one group of block ``name``: (masks after it, Σ saliency of the channels
+        it kills or revives, the block's cost/budget ratio after it)."""
         for group in groups:
-            r = group.saliency().detach().cpu()
+            r = scores[group.id]
             width = int(masks[group.id].sum())
             target = grid.below(group.id, width) if shrink else grid.above(group.id, width, group.size)
             if target is None:
@@ -276,7 +280,8 @@ class BudgetController:
         if state.frozen or not state.budget:
             return None
         groups = [g for g in self.ownership.groups_of(self.graph, name) if self.ownership.learnable(g)]
-        steps = self._steps(name, groups, masks, WidthGrid.of(grid), shrink=False)
+        scores = [g.saliency().detach().cpu() for g in self.graph.groups]
+        steps = self._steps(name, groups, masks, WidthGrid.of(grid), scores, shrink=False)
         return min((after for _trial, _gamma, after in steps),
                    default=None)
 

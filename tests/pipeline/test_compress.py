@@ -9,7 +9,9 @@ import pytest
 import torch
 from support import TINY_OVERRIDES
 
+from edgekd import api
 from edgekd.cli import main
+from edgekd.errors import ConfigError
 from edgekd.learn.engine import evaluate
 from edgekd.models.counting import count_model
 from edgekd.models.io import load_model
@@ -94,6 +96,30 @@ def test_a_finetune_can_start_from_the_teachers_weights_on_the_learned_channels(
     assert learned_pruning["finetune_from"] == "learned"
     assert learned_pruning["start_test_acc"] == learned_pruning["pruned_test_acc"]
     assert load_model(tmp_path / "teacher" / "pruned").model.state_dict()[stem].equal(teacher[stem])
+
+
+def test_taylor_saliency_chooses_channels_on_the_teacher_without_a_learn_phase(tiny_teacher, tmp_path, capsys):
+    sets = [arg for value in TINY_OVERRIDES for arg in ("--set", value)]
+    code = main(["compress", "--recipe", "quickstart", "--teacher", str(tiny_teacher), "--out", str(tmp_path / "t"),
+                 "--json", *sets, "--set", "structure.finetune.epochs=0", "--set", "structure.saliency=taylor"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out)
+    learn = report["phases"]["learn"]
+    assert learn["saliency"] == "taylor" and learn["steps"] == 0 and learn["batches"] > 0
+    assert not (tmp_path / "t" / "learn").exists()  # nothing trained
+    for block in report["blocks"]:  # fitted within each block's budget from the whole network
+        assert block["flops"] <= block["budget"]["flops"] * (1 + 1e-9), block
+        assert block["channels_after"] < block["channels_before"], block
+    teacher = load_model(tiny_teacher).model.state_dict()
+    stem = "features.0.0.weight"  # frozen: the teacher's, untouched
+    assert torch.equal(load_model(tmp_path / "t").model.state_dict()[stem], teacher[stem])
+    assert report["pruning"]["deviation"]["max_abs"] <= 1e-3 * max(1.0, report["pruning"]["deviation"]["output_scale"])
+    # learnt weights have no place in a choice made on the teacher's: refused before a run directory exists
+    recipe = api.load_recipe("quickstart", overrides=[*TINY_OVERRIDES, "structure.saliency=taylor"])
+    with pytest.raises(ConfigError, match="saliency=taylor chooses channels on the teacher"):
+        api.compress(recipe, out=tmp_path / "w", teacher=tiny_teacher, warm_start=tmp_path / "checkpoint.pt")
+    assert not (tmp_path / "w").exists()
 
 
 def test_an_unknown_target_or_device_is_one_line_before_anything_runs(tmp_path, capsys):
