@@ -5,7 +5,6 @@ A killed tune resumes with nothing measured lost; bad targets and boards are one
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -31,10 +30,9 @@ from edgekd.results.store import ResultsStore
 # Every group prunable: the quickstart's three blocks alone cannot reach 0.7x of a tuned dense network
 FREE = ["structure.blocks=[]", "structure.default=free"]
 SETS = [f"--set={o}" for o in [*TINY_OVERRIDES, *TINY_LATENCY_GRID, *FREE]]
-# One trial a task, as a user's quick run: the board's latency model is the tuned one (``board``), whose profile
-# tuned every lattice kernel into the database, so a round's network reuses those schedules and the model predicts
-# what is deployed. Under the untuned model, one trial a new task missed 0.7x in 2 rounds (0.83x -> 0.74x, stop 35).
-FAST = ["--tune-trials-per-task", "1", "--latency-mode", "tuned", "--max-rounds", "2", "--repeats", "5"]
+# 3 trials a new task: at 1 a pruned network's new kernels are one pick of the warm cost model, and halving the
+# predicted latency once bought 0.83x -> 0.74x measured (missed 0.7 in 2 rounds, stop 35); 3 passed in every CI run
+FAST = ["--tune-trials-per-task", "3", "--max-rounds", "2", "--repeats", "5"]
 UNTUNED = ["--tune-trials", "0", "--max-rounds", "2"]
 
 
@@ -54,26 +52,23 @@ def _one_line(capsys, args: list[str], expected: str) -> None:
 
 @pytest.fixture
 def board(make_device, sshd, warm_board):
-    """A loopback board with the tiny quickstart family profiled on it in tuned mode (every lattice kernel tuned
-    with one trial into its target's database, which ``warm_board`` warmed with the teacher's tasks); its latency
-    model is removed afterwards."""
+    """A loopback board with the tiny quickstart family profiled on it and its target's tuning database warm
+    (``warm_board``); its latency model is removed afterwards."""
     device = make_device(sshd, f"tune-{uuid.uuid4().hex[:8]}", target=str(warm_board))
     DeviceStore().add(device)
     recipe = api.load_recipe("quickstart", overrides=[*TINY_OVERRIDES, *TINY_LATENCY_GRID])
-    options = dataclasses.replace(tiny_profile_options(), mode="tuned", levels=3, tune_trials=1, heldout=1)
-    model = api.profile_recipe(recipe, device.name, options)
+    model = api.profile_recipe(recipe, device.name, tiny_profile_options())
     yield device
-    model_path(device.name, model.network, "tuned").unlink(missing_ok=True)
+    model_path(device.name, model.network, "untuned").unlink(missing_ok=True)
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)  # a tuned profile over SSH (its lattice tuned), then up to two tuned rounds
+@pytest.mark.timeout(1200)  # a profile over SSH, then up to two tuned rounds
 def test_tune_meets_a_latency_ratio_measured_on_a_loopback_board(board, tiny_teacher, tmp_path, capsys):
     run = tmp_path / "run"
-    # A margin of 0.3 (aim at 0.49x): the tuned model predicts the deployed schedules, but this small a profile (3
-    # widths a group, 2 calibration networks) was coarse: one run predicted round 1 33% low (0.236 ms, measured
-    # 0.312: 0.72x at a 0.2 margin) and round 2, corrected by it, met at 0.50x. Five bench rounds: this machine flips
-    # between a fast and a ~2x slower state for minutes, and a median of three once caught two slow rounds.
+    # A wide margin (aim at 0.49x): three trials per new task, and a round lands up to ~25% off its aim (CI once saw
+    # round 2 aimed at 0.595x measure 0.735x); the floor is ~0.2-0.3x. Five bench rounds: this machine flips between
+    # a fast and a ~2x slower state for minutes, and a median of three once caught two slow rounds.
     code, out, err = _cli(capsys, ["tune", "--recipe", "quickstart", "--device", board.name, "--latency-ratio", "0.7",
                                    *FAST, "--margin", "0.3", "--teacher", str(tiny_teacher), "--out", str(run),
                                    "--json", *SETS])
@@ -85,8 +80,8 @@ def test_tune_meets_a_latency_ratio_measured_on_a_loopback_board(board, tiny_tea
     assert doc["met"] and doc["rounds"][-1]["share"] <= 0.7
     assert doc["run_dir"] == str(run) and json.loads((run / "tune.json").read_text()) == doc
     assert Path(doc["artifact"], "manifest.json").is_file() and (run / "model.pt").is_file()
-    assert 1 <= len(doc["rounds"]) <= 2 and doc["options"]["latency_mode"] == "tuned"
-    assert doc["options"]["tune_trials_per_task"] == 1
+    assert 1 <= len(doc["rounds"]) <= 2 and doc["options"]["latency_mode"] == "untuned"  # the default model's
+    assert doc["options"]["tune_trials_per_task"] == 3
     rows = [r for r in ResultsStore().rows() if r.get("tune_run") == str(run)]
     for index, tuned in enumerate(doc["rounds"], start=1):
         assert tuned["budgets"] and tuned["predicted_ms"] > 0 and tuned["measured_p50_ms"] > 0
@@ -95,7 +90,7 @@ def test_tune_meets_a_latency_ratio_measured_on_a_loopback_board(board, tiny_tea
         tuning = json.loads(Path(tuned["artifact"], "manifest.json").read_text())["tuning"]
         # the new tasks' one trial was picked by a cost model that learnt from the warm database
         assert tuning["tasks_tuned"] == 0 or tuning["cost_model_records"] >= PRETRAIN_MIN_RECORDS
-        assert tuning["trials"] <= tuning["tasks_tuned"]  # --tune-trials-per-task 1: one a new task
+        assert tuning["trials"] <= 3 * tuning["tasks_tuned"]  # --tune-trials-per-task 3: three a new task
         candidates = [r for r in rows if r["tune_round"] == index and r["tune_role"] == "candidate"]
         assert len(candidates) == 5 and {r["predicted_ms"] for r in candidates} == {tuned["predicted_ms"]}
         assert [r["latency_ms_p50"] for r in candidates] == tuned["measured_p50s"]
