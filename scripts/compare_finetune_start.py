@@ -2,8 +2,7 @@
 ``learn/checkpoint.pt``) finetuned with the run's own finetune phase and KD from the teacher, starting either from
 the learned weights (what ``compress`` does) or from the dense teacher's weights on the same kept channels.
 ``--masks taylor`` replaces the learned structure by one chosen on the teacher under the run's budgets
-(:func:`~edgekd.structure.saliency.taylor_saliency`, fitted per unit of budget as ``structure.saliency: taylor``
-does it).
+(:func:`~edgekd.pipeline.compress.choose_by_taylor`, as ``structure.saliency: taylor`` does it).
 
     EDGEKD_CACHE_DIR=... python scripts/compare_finetune_start.py RUN TEACHER learned|teacher \
         --device local [--latency-mode tuned] [--masks learned|taylor]
@@ -18,18 +17,15 @@ import json
 import tempfile
 from pathlib import Path
 
-import torch
-
 from edgekd.config.recipe import load_recipe
 from edgekd.data import build_loaders
 from edgekd.learn.engine import evaluate, seed_everything
 from edgekd.models.io import for_inference
-from edgekd.pipeline.compress import _learned_weights, finetune, structure_cost_models
+from edgekd.pipeline.compress import _learned_weights, choose_by_taylor, finetune, structure_cost_models
 from edgekd.pipeline.latency import latency_cost_for, wants_latency
 from edgekd.pipeline.train import build_model, load_teacher
 from edgekd.structure.learner import StructureLearner
 from edgekd.structure.prune import prune_model
-from edgekd.structure.saliency import taylor_saliency
 
 
 def main() -> None:
@@ -41,7 +37,6 @@ def main() -> None:
     parser.add_argument("--latency-mode", default="untuned", help="that latency model's mode (untuned or tuned)")
     parser.add_argument("--masks", choices=["learned", "taylor"], default="learned",
                         help="the run's learned structure, or Taylor saliency on the teacher fitted to its budgets")
-    parser.add_argument("--taylor-batches", type=int, default=32, help="training batches the saliency sums over")
     args = parser.parse_args()
     recipe = load_recipe(str(args.run / "recipe.yaml"))
     loaders = build_loaders(recipe.data, recipe.seed)
@@ -51,18 +46,14 @@ def main() -> None:
     seed_everything(recipe.seed)
     dense = load_teacher(recipe, args.teacher, loaders).model.eval()
     student = build_model(recipe.teacher.model, loaders)
+    cost_models = structure_cost_models(recipe, latency)
     if args.masks == "learned":
         student.load_state_dict(_learned_weights(args.run / "learn" / "checkpoint.pt"))
-    else:
-        student.load_state_dict(dense.state_dict())
-    learner = StructureLearner(student, recipe.structure, loaders.input_shape,
-                               cost_models=structure_cost_models(recipe, latency))
-    if args.masks == "learned":
+        learner = StructureLearner(student, recipe.structure, loaders.input_shape, cost_models=cost_models)
         masks = learner.final_masks()  # the fit to the budgets is the controller's, as compress does it
-    else:
-        scores = taylor_saliency(student, learner.graph, loaders.train, args.taylor_batches)
-        whole = [torch.ones(g.size, dtype=torch.bool) for g in learner.graph.groups]
-        masks = learner.controller.fit_masks(whole, learner.grid, saliency=scores)
+    else:  # what compress does with structure.saliency: taylor
+        student.load_state_dict(dense.state_dict())
+        learner, masks, _info = choose_by_taylor(recipe, student, loaders, cost_models)
     widths = [int(m.sum()) for m in masks]
     source = for_inference(student) if args.start == "learned" else copy.deepcopy(dense).eval()
     pruned = prune_model(source, learner.graph, masks, ownership=learner.ownership).model

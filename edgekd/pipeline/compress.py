@@ -211,6 +211,9 @@ def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path 
     if recipe.structure is None:
         raise ConfigError(f"{recipe.source}: structure: missing; compress needs a structure section "
                           "(blocks with budgets, or a global budget)")
+    if warm_start is not None and recipe.structure.saliency == "taylor":
+        raise ConfigError(f"{recipe.source}: structure.saliency=taylor chooses channels on the teacher's weights: "
+                          "a warm start from learnt weights does not apply")
     entry, profile = _board_and_target(target, device, measure is not None)
     if measure is not None:
         check_deploy_trials("compress", latency_mode, measure.tune_trials)
@@ -222,9 +225,6 @@ def compress(recipe: Recipe, out: str | Path | None = None, teacher: str | Path 
         recipe = resolve_latency_budget(recipe, latency, loaders)
     cost_models = structure_cost_models(recipe, latency)
     check_cost_models(recipe.structure, cost_models, recipe.source)  # before any run directory or training
-    if warm_start is not None and recipe.structure.saliency == "taylor":
-        raise ConfigError(f"{recipe.source}: structure.saliency=taylor chooses channels on the teacher's weights: "
-                          "a warm start from learnt weights does not apply")
     run_dir = resolve_run_dir(recipe, "compress", out, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_recipe(run_dir, recipe)

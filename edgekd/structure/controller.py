@@ -217,7 +217,7 @@ class BudgetController:
         Learning rarely lands exactly on a budget in few steps, and rounding widths up to the grid overshoots it;
         this makes the pruned network's predicted cost meet its budgets (HALP and NetAdapt end the same way)."""
         masks = [m.clone() for m in masks]
-        scores = saliency if saliency is not None else [g.saliency().detach().cpu() for g in self.graph.groups]
+        scores = saliency if saliency is not None else self._gamma_saliency()
         grid = WidthGrid.of(grid)
         for name, state in self.states.items():
             if state.frozen or not state.controlled or not state.budget:
@@ -231,6 +231,10 @@ class BudgetController:
             while (step := self._best_step(name, groups, masks, grid, scores, shrink=False)) is not None:
                 masks = step
         return masks
+
+    def _gamma_saliency(self) -> list[torch.Tensor]:
+        """Every group's |γ| saliency now (what :meth:`fit_masks` ranks by unless given another)."""
+        return [g.saliency().detach().cpu() for g in self.graph.groups]
 
     def _ratio(self, name: str, masks: list[torch.Tensor]) -> float:
         """Block ``name``'s largest cost / budget over its budget kinds (only those models are evaluated)."""
@@ -280,8 +284,7 @@ class BudgetController:
         if state.frozen or not state.budget:
             return None
         groups = [g for g in self.ownership.groups_of(self.graph, name) if self.ownership.learnable(g)]
-        scores = [g.saliency().detach().cpu() for g in self.graph.groups]
-        steps = self._steps(name, groups, masks, WidthGrid.of(grid), scores, shrink=False)
+        steps = self._steps(name, groups, masks, WidthGrid.of(grid), self._gamma_saliency(), shrink=False)
         return min((after for _trial, _gamma, after in steps),
                    default=None)
 
