@@ -148,8 +148,11 @@ def test_a_tune_killed_in_round_two_resumes_keeping_round_one(tiny_latency, tiny
     code, out, err = _cli(capsys, ["tune", "--recipe", "quickstart", "--device", "local", "--latency-ratio", "0.7",
                                    *UNTUNED, "--teacher", str(tiny_teacher), "--out", str(run), "--resume", "--json",
                                    *SETS])
-    assert code == 1 and "missed after 2 round(s)" in err, err  # round 2 kept the budget it was given: it misses
     doc = json.loads(out)
+    # round 2 asks from round 1's measured miss: it usually misses the 0.98x it aims at too, but an untuned kernel can
+    # measure ~30% off the model (CI once saw round 2 at 0.67x): either way it is the last round, kept and reported
+    assert code == (0 if doc["met"] else 1), err
+    assert ("met in 2 round(s)" if doc["met"] else "missed after 2 round(s)") in err, err
     assert [r["status"] for r in doc["rounds"]] == ["measured", "deployed"]  # round 2, the last, is kept
     assert doc["rounds"][0] == state["rounds"][0]  # round 1's measurements, as they were
     rows = [r for r in ResultsStore(results).rows() if r.get("tune_run") == str(run)]
