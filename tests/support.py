@@ -56,3 +56,7 @@ def tiny_profile_options():
 # measure as slow as the dense network, and with a warm dense reference a round adding 8 new tasks measured 1.33x
 # the dense p50.
 TUNE_TRIALS = 90
+# ... and its half and three-quarter width networks, this many trials a task (``warm_board``). A pruned network of
+# random widths then shared 16 of its 43 tasks with them, and with its 27 new tasks at 1 trial each measured 0.49x
+# the dense p50, where on the teacher's records alone 1 trial a task measured 0.60x and 3 trials 0.51x (stop 37)
+WARM_TRIALS_PER_TASK = 3

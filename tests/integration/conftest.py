@@ -89,8 +89,10 @@ def fake_sensor(tmp_path):
 def warm_board(sshd, user_key, tiny_teacher, tmp_path_factory):
     """A loopback board whose target is a private copy of the host profile, its tuning database warm: the tiny
     quickstart teacher tuned on it with :data:`TUNE_TRIALS` trials (a tune test's dense reference then reuses
-    them). Yields the target profile's path; the database is removed at the end."""
-    from support import TUNE_TRIALS, host_profile_copy
+    them), and its half and three-quarter width networks with :data:`WARM_TRIALS_PER_TASK` trials a task, as a
+    user's database is after compiling a family's networks. Yields the target profile's path; the database is
+    removed at the end."""
+    from support import TUNE_TRIALS, WARM_TRIALS_PER_TASK, host_profile_copy
 
     from edgekd.compile import CompileOptions
     from edgekd.compile.tuning import database_dir
@@ -106,6 +108,27 @@ def warm_board(sshd, user_key, tiny_teacher, tmp_path_factory):
                              options=CompileOptions(tune_trials=TUNE_TRIALS, onnx=False, runner=False))
     tuning = warm.manifest.tuning
     assert tuning.tasks_tuned == tuning.tasks > 0 and tuning.trials >= 2 * tuning.tasks
+    for fraction in (0.5, 0.75):
+        model = _uniform_width(tiny_teacher / "model.pt", fraction, root / f"width-{fraction}" / "model.pt")
+        narrow = compile_on_device(str(model), profile, root / f"width-{fraction}" / "artifact", device=device,
+                                   options=CompileOptions(tune_trials_per_task=WARM_TRIALS_PER_TASK, onnx=False,
+                                                          runner=False))
+        assert narrow.manifest.tuning.tasks_tuned > 0
     yield profile
     for database in database_dir(profile.stem).parent.glob(f"{profile.stem}@*"):
         shutil.rmtree(database, ignore_errors=True)
+
+
+def _uniform_width(model_file, fraction: float, out):
+    """``model_file``'s network with every prunable group at ``fraction`` of its channels (multiples of 8, as the
+    tune tests round), saved to ``out``."""
+    from edgekd.latency.design import masks_for
+    from edgekd.models.io import load_model, save_model
+    from edgekd.structure.groups import trace_groups
+    from edgekd.structure.prune import prune_model
+
+    loaded = load_model(model_file)
+    graph = trace_groups(loaded.model, (1, 3, 32, 32))
+    widths = {g.id: max(8, 8 * round(g.size * fraction / 8)) for g in graph.groups if g.prunable}
+    pruned = prune_model(loaded.model, graph, masks_for(graph, widths)).model
+    return save_model(out, pruned, loaded.arch)
