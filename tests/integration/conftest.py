@@ -128,7 +128,7 @@ def _uniform_width(model_file, fraction: float, out):
     from edgekd.structure.prune import prune_model
 
     loaded = load_model(model_file)
-    graph = trace_groups(loaded.model, (1, 3, 32, 32))
+    graph = trace_groups(loaded.model, loaded.input_shape)
     widths = {g.id: max(8, 8 * round(g.size * fraction / 8)) for g in graph.groups if g.prunable}
     pruned = prune_model(loaded.model, graph, masks_for(graph, widths)).model
     return save_model(out, pruned, loaded.arch)
